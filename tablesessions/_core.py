@@ -1,0 +1,259 @@
+"""The sans-I/O rules: keys, entity layout, expiry, size budget, change tracking, merge.
+
+Nothing here performs I/O; the operations in ``_ops`` combine these rules with
+storage effects, and the sync and async stores only execute those effects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from ._ids import partition_key_for, row_key_for
+from ._payload import (
+    CODEC_PLAIN,
+    CODEC_ZLIB,
+    FORMAT_VERSION,
+    EncodedKey,
+    assemble,
+    chunk_columns,
+    compress,
+    decode_entries,
+    decompress,
+    encode_key,
+    join_columns,
+    split,
+)
+from .config import StoreConfig
+from .exceptions import SessionConflictError, SessionDecodeError, SessionTooLargeError
+from .models import BlobPointer, Session, _Stored
+
+# Entity columns (see docs/data-format.md).
+COL_EXPIRES = "ExpiresAt"
+COL_ABSOLUTE = "AbsoluteExpiresAt"
+COL_CREATED = "CreatedAt"
+COL_VERSION = "FormatVersion"
+COL_CODEC = "Codec"
+COL_SIZE = "Size"
+COL_CHUNKS = "Chunks"
+COL_TOKEN = "WriteToken"  # noqa: S105 - a column name, not a secret
+COL_BLOB = "BlobName"
+COL_BLOB_SIZE = "BlobSize"
+COL_BLOB_DIGEST = "BlobDigest"
+
+#: The columns the sweeper and ``delete`` need: no payload.
+POINTER_COLUMNS = ("PartitionKey", "RowKey", COL_EXPIRES, COL_ABSOLUTE, COL_BLOB)
+KNOWN_CODECS = frozenset({CODEC_PLAIN, CODEC_ZLIB})
+
+
+def new_write_token() -> str:
+    """A per-write token: a retried write that finds it already stored succeeded."""
+    return secrets.token_hex(8)
+
+
+class Rules:
+    """Every decision the store makes, bound to one :class:`StoreConfig`."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+
+    # -- keys and time ----------------------------------------------------
+    def keys(self, session_id: str) -> tuple[str, str]:
+        rk = row_key_for(session_id)
+        return partition_key_for(self.config.app_name, rk), rk
+
+    def now(self) -> dt.datetime:
+        now = self.config.clock()
+        if now.tzinfo is None:
+            raise ValueError("clock must return a timezone-aware datetime")
+        return now.astimezone(dt.timezone.utc)
+
+    def blob_prefix(self, row_key: str | None = None) -> str:
+        """Blob names start with ``<app>/<row key>/`` so sweeps and the CLI can list per app."""
+        app = self.config.app_name
+        return f"{app}/" if row_key is None else f"{app}/{row_key}/"
+
+    # -- new sessions ------------------------------------------------------
+    def new_session(self, session_id: str) -> Session:
+        now = self.now()
+        absolute = now + self.config.absolute_timeout
+        return Session(session_id, {}, created_at=now,
+                       expires_at=min(now + self.config.idle_timeout, absolute),
+                       absolute_expires_at=absolute)
+
+    # -- expiry --------------------------------------------------------------
+    @staticmethod
+    def is_live(entity: Mapping[str, Any], now: dt.datetime) -> bool:
+        """Both deadlines are checked on every read, sweeper or not."""
+        expires, absolute = entity.get(COL_EXPIRES), entity.get(COL_ABSOLUTE)
+        if not isinstance(expires, dt.datetime) or not isinstance(absolute, dt.datetime):
+            return False
+        return now < expires and now < absolute
+
+    def next_expiry(self, session: Session, now: dt.datetime) -> dt.datetime:
+        return min(now + self.config.idle_timeout, session.absolute_expires_at)
+
+    def due_for_refresh(self, session: Session, now: dt.datetime) -> bool:
+        """Refresh only once less than ``refresh_threshold`` of the idle time remains,
+        so most read-only requests write nothing."""
+        if session._stored is None:
+            return False
+        remaining = session._stored.expires_at - now
+        gain = self.next_expiry(session, now) - session._stored.expires_at
+        threshold = self.config.idle_timeout * self.config.refresh_threshold
+        return remaining < threshold and gain > dt.timedelta(seconds=1)
+
+    def refresh_entity(self, pk: str, rk: str, expires: dt.datetime) -> dict[str, Any]:
+        # A merge of the expiry column only: the data is not rewritten.
+        return {"PartitionKey": pk, "RowKey": rk, COL_EXPIRES: expires}
+
+    # -- encoding ------------------------------------------------------------
+    def encode_all(self, session: Session) -> dict[str, EncodedKey]:
+        """Encode every key. :raises TypeError: naming the first unsupported key."""
+        return {k: encode_key(k, v) for k, v in session._data.items()}
+
+    def pack(self, entries: Mapping[str, EncodedKey]) -> tuple[bytes, str]:
+        """Return (stored bytes, codec). :raises SessionTooLargeError: before any write."""
+        payload = assemble(entries)
+        if len(payload) > self.config.max_session_bytes:
+            raise SessionTooLargeError(len(payload), self.config.max_session_bytes)
+        return compress(payload, threshold=self.config.compress_threshold,
+                        level=self.config.compression_level)
+
+    def overflows(self, stored: bytes) -> bool:
+        return len(stored) > self.config.inline_budget
+
+    def new_pointer(self, row_key: str, stored: bytes) -> BlobPointer:
+        # An unguessable, never-reused name: blobs are immutable, so a reader can
+        # never see a half-replaced payload, and a 409 on a retried upload can
+        # only be our own earlier attempt.
+        name = f"{self.blob_prefix(row_key)}{secrets.token_urlsafe(18)}"
+        return BlobPointer(name, len(stored), hashlib.sha256(stored).hexdigest())
+
+    def entity(self, pk: str, rk: str, session: Session, stored: bytes, codec: str,
+               pointer: BlobPointer | None, token: str, expires: dt.datetime) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": pk,
+            "RowKey": rk,
+            COL_EXPIRES: expires,
+            COL_ABSOLUTE: session.absolute_expires_at,
+            COL_CREATED: session.created_at,
+            COL_VERSION: FORMAT_VERSION,
+            COL_CODEC: codec,
+            COL_SIZE: len(stored),
+            COL_TOKEN: token,
+        }
+        if pointer is None:
+            columns = chunk_columns(stored)
+            entity[COL_CHUNKS] = len(columns)
+            entity.update(columns)
+        else:
+            entity[COL_CHUNKS] = 0
+            entity[COL_BLOB] = pointer.name
+            entity[COL_BLOB_SIZE] = pointer.size
+            entity[COL_BLOB_DIGEST] = pointer.digest
+        return entity
+
+    # -- decoding --------------------------------------------------------------
+    @staticmethod
+    def pointer_of(entity: Mapping[str, Any]) -> BlobPointer | None:
+        name = entity.get(COL_BLOB)
+        if not name:
+            return None
+        return BlobPointer(str(name), int(entity.get(COL_BLOB_SIZE) or 0),
+                           str(entity.get(COL_BLOB_DIGEST) or ""))
+
+    @staticmethod
+    def inline_bytes(entity: Mapping[str, Any]) -> bytes:
+        try:
+            data = join_columns(entity, int(entity.get(COL_CHUNKS) or 0))
+        except ValueError as exc:
+            raise SessionDecodeError(str(exc)) from exc
+        if len(data) != entity.get(COL_SIZE):
+            raise SessionDecodeError("inline payload size does not match its Size column")
+        return data
+
+    @staticmethod
+    def verify_blob(pointer: BlobPointer, data: bytes) -> None:
+        """:raises SessionDecodeError: when the blob is not the one the pointer names."""
+        if len(data) != pointer.size or hashlib.sha256(data).hexdigest() != pointer.digest:
+            raise SessionDecodeError("overflow blob does not match its pointer's size and digest")
+
+    def entries_of(self, entity: Mapping[str, Any], stored: bytes) -> dict[str, EncodedKey]:
+        """Decompress and split a stored payload. :raises SessionDecodeError:"""
+        codec = str(entity.get(COL_CODEC))
+        if entity.get(COL_VERSION) != FORMAT_VERSION or codec not in KNOWN_CODECS:
+            raise SessionDecodeError(f"unsupported format {entity.get(COL_VERSION)}/{codec}")
+        try:
+            return split(decompress(stored, codec, max_size=self.config.max_session_bytes))
+        except ValueError as exc:
+            raise SessionDecodeError(str(exc)) from exc
+
+    def session_from(self, session_id: str, entity: Mapping[str, Any], etag: str,
+                     entries: Mapping[str, EncodedKey]) -> Session:
+        try:
+            data = decode_entries(entries)
+        except (ValueError, TypeError) as exc:
+            raise SessionDecodeError(f"payload does not decode: {exc}") from exc
+        expires = entity[COL_EXPIRES]
+        stored = _Stored(etag=etag, digests={k: e.digest() for k, e in entries.items()},
+                         pointer=self.pointer_of(entity), expires_at=expires)
+        return Session(session_id, data, created_at=entity[COL_CREATED], expires_at=expires,
+                       absolute_expires_at=entity[COL_ABSOLUTE], stored=stored)
+
+    # -- after a write -----------------------------------------------------------
+    @staticmethod
+    def mark_saved(session: Session, etag: str, entries: Mapping[str, EncodedKey],
+                   pointer: BlobPointer | None, expires: dt.datetime) -> None:
+        session._stored = _Stored(etag=etag, digests={k: e.digest() for k, e in entries.items()},
+                                  pointer=pointer, expires_at=expires)
+        session.expires_at = expires
+        session._changed.clear()
+        session._force = False
+
+    # -- change tracking and merge ---------------------------------------------------
+    def changed_keys(self, session: Session, entries: Mapping[str, EncodedKey]) -> set[str]:
+        """Keys this request set, deleted or mutated in place, by encoding."""
+        base = session._stored.digests if session._stored else {}
+        changed = {k for k in session._changed
+                   if k not in entries or base.get(k) != entries[k].digest()}
+        changed |= {k for k in base if k not in entries}
+        changed |= {k for k, e in entries.items() if base.get(k) != e.digest()}
+        return changed
+
+    @staticmethod
+    def merge(fresh: Mapping[str, EncodedKey], base: Mapping[str, bytes],
+              ours: Mapping[str, EncodedKey], changed: set[str], policy: str
+              ) -> dict[str, EncodedKey]:
+        """Re-apply this request's changed keys onto the fresh stored copy.
+
+        A key both writers changed follows ``policy``: ours wins
+        (``last_writer_wins``) or :class:`SessionConflictError` (``raise``).
+        """
+        merged = dict(fresh)
+        for key in sorted(changed):
+            theirs = fresh[key].digest() if key in fresh else None
+            mine = ours[key].digest() if key in ours else None
+            if theirs != base.get(key) and theirs != mine and policy == "raise":
+                raise SessionConflictError(f"session key {key!r} was changed by another request")
+            if key in ours:
+                merged[key] = ours[key]
+            else:
+                merged.pop(key, None)
+        return merged
+
+
+def changed_in_place(session: Session) -> set[str]:
+    """Keys whose container values were mutated since load (``Session.modified``)."""
+    if session._stored is None:
+        return set()
+    base = session._stored.digests
+    out = set()
+    for key, value in session._data.items():
+        # Only containers can change without __setitem__; scalars are immutable.
+        if isinstance(value, (dict, list)) and base.get(key) != encode_key(key, value).digest():
+            out.add(key)
+    return out

@@ -1,0 +1,46 @@
+"""The ``on_storage_error`` policy, shared by both faces."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+from azure.core.exceptions import AzureError
+
+from .config import OnStorageError
+
+logger = logging.getLogger("tablesessions.store")
+
+
+@dataclass
+class StoreStats:
+    """Counters a caller can watch. With ``on_storage_error="empty"`` these are
+    the only trace of a swallowed failure besides a log line, so alert on them."""
+
+    read_errors_absorbed: int = 0
+    write_errors_absorbed: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def _count(self, kind: Literal["read", "write"]) -> None:
+        with self._lock:
+            if kind == "read":
+                self.read_errors_absorbed += 1
+            else:
+                self.write_errors_absorbed += 1
+
+
+def absorb(policy: OnStorageError, stats: StoreStats, kind: Literal["read", "write"],
+           exc: Exception) -> bool:
+    """Return True when ``exc`` is a storage failure the policy turns into a no-op.
+
+    Only Azure storage errors qualify: a ``TypeError`` for an unsupported value
+    or a ``SessionTooLargeError`` is the caller's bug and always propagates.
+    """
+    if policy != "empty" or not isinstance(exc, AzureError):
+        return False
+    stats._count(kind)
+    logger.error("session %s failed and was %s (on_storage_error='empty'): %s", kind,
+                 "treated as no session" if kind == "read" else "dropped", type(exc).__name__)
+    return True

@@ -1,0 +1,61 @@
+"""Session ids and the storage keys derived from them.
+
+Only a SHA-256 hash of the id reaches storage or logs: a leaked table, backup or
+log line must not yield a live session token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import secrets
+
+#: 32 random bytes = 256 bits, as unpadded URL-safe base64: 43 characters.
+ID_BYTES = 32
+ID_LENGTH = 43
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def new_session_id() -> str:
+    """Return a fresh 256-bit, URL-safe session id."""
+    return secrets.token_urlsafe(ID_BYTES)
+
+
+def is_valid_session_id(value: object) -> bool:
+    """Return whether ``value`` is exactly the shape :func:`new_session_id` produces.
+
+    Strict: the charset and length, and that the last character carries no stray
+    bits (so each 256-bit id has exactly one spelling).
+    """
+    if not isinstance(value, str) or len(value) != ID_LENGTH or not _ID_RE.fullmatch(value):
+        return False
+    try:
+        raw = base64.urlsafe_b64decode(value + "=")
+    except (binascii.Error, ValueError):
+        return False
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") == value
+
+
+def row_key_for(session_id: str) -> str:
+    """Return the RowKey for a session id: its SHA-256 hex digest."""
+    return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+
+
+def partition_key_for(app_name: str, row_key: str) -> str:
+    """Return the PartitionKey: the app name plus the first hex digit of the row key.
+
+    16 partitions per app: Azure serves about 2,000 entities/s per partition, so
+    16 reach 32,000/s, past the 20,000 transactions/s account limit. More
+    partitions would only make the sweeper's per-partition batches smaller.
+    """
+    return f"{app_name}-{row_key[0]}"
+
+
+PARTITION_SUFFIXES = "0123456789abcdef"
+
+
+def log_id(row_key: str) -> str:
+    """Return a short, non-secret tag for logs: a prefix of the row key hash."""
+    return row_key[:12]

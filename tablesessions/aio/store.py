@@ -1,0 +1,264 @@
+"""The asyncio :class:`SessionStore`: performs the core's effects with the
+``azure.data.tables.aio`` and ``azure.storage.blob.aio`` clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceResponseTimeoutError,
+)
+from azure.data.tables.aio import TableClient
+from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
+from tenacity import AsyncRetrying
+
+from .. import _ops
+from .._base import StoreBase, env_source, make_config
+from .._calls import call_for
+from .._clients import default_endpoints, sdk_kwargs
+from .._driver import adrive
+from .._effects import (
+    BlobInfo,
+    CreateStorage,
+    Effect,
+    LeaseBlob,
+    ListBlobs,
+    Op,
+    PutBlob,
+    QueryPage,
+    ReadBlob,
+    Row,
+    Sleep,
+)
+from ..config import StoreConfig
+from ..models import Session
+from ..retry import Deadline
+
+T = TypeVar("T")
+_IDLE = dt.timedelta(minutes=20)
+_ABSOLUTE = dt.timedelta(hours=12)
+
+
+class SessionStore(StoreBase):
+    """The async twin of :class:`tablesessions.SessionStore`: the same constructors
+    and methods, awaitable, with ``async with``.
+
+    Safe to share between tasks: the SDK's aiohttp transport pools connections
+    per client. Create one per event loop and ``await store.close()`` on shutdown.
+    """
+
+    def __init__(
+        self,
+        table_endpoint: str,
+        blob_endpoint: str,
+        *,
+        credential: Any = None,
+        table_name: str = "sessions",
+        container_name: str = "sessions-overflow",
+        app_name: str = "default",
+        idle_timeout: dt.timedelta = _IDLE,
+        absolute_timeout: dt.timedelta = _ABSOLUTE,
+        **options: Any,
+    ) -> None:
+        """Connect with a token credential (default: the async ``DefaultAzureCredential()``)."""
+        config = make_config(table_name, container_name, app_name, idle_timeout,
+                             absolute_timeout, options)
+        owned = None
+        if credential is None:
+            from azure.identity.aio import DefaultAzureCredential
+
+            credential = owned = DefaultAzureCredential()
+        kw = sdk_kwargs(config)
+        table = TableClient(endpoint=table_endpoint, table_name=config.table_name,
+                            credential=credential, **kw)
+        container = ContainerClient(account_url=blob_endpoint,
+                                    container_name=config.container_name,
+                                    credential=credential, **kw)
+        self._setup(config, table, container, owned)
+
+    def _setup(self, config: StoreConfig, table: TableClient, container: ContainerClient,
+               owned_credential: Any) -> None:
+        super().__init__(config)
+        self._table = table
+        self._container = container
+        self._owned_credential = owned_credential
+        self._handlers: dict[type[Any], Callable[..., Awaitable[Any]]] = {
+            QueryPage: self._query_page, ReadBlob: self._read_blob, ListBlobs: self._list_blobs,
+            LeaseBlob: self._lease_blob, CreateStorage: self._create_storage,
+        }
+
+    @classmethod
+    def from_connection_string(
+        cls,
+        conn_str: str,
+        *,
+        table_name: str = "sessions",
+        container_name: str = "sessions-overflow",
+        app_name: str = "default",
+        idle_timeout: dt.timedelta = _IDLE,
+        absolute_timeout: dt.timedelta = _ABSOLUTE,
+        **options: Any,
+    ) -> SessionStore:
+        """Connect with a storage connection string (Azurite, or account-key auth)."""
+        config = make_config(table_name, container_name, app_name, idle_timeout,
+                             absolute_timeout, options)
+        kw = sdk_kwargs(config)
+        table = TableClient.from_connection_string(conn_str, table_name=config.table_name, **kw)
+        container = ContainerClient.from_connection_string(
+            conn_str, container_name=config.container_name, **kw)
+        store = cls.__new__(cls)
+        store._setup(config, table, container, None)
+        return store
+
+    @classmethod
+    def from_account(cls, account_name: str, *, credential: Any = None,
+                     **options: Any) -> SessionStore:
+        """Connect to a public-cloud account by name with a token credential."""
+        table, blob = default_endpoints(account_name)
+        return cls(table, blob, credential=credential, **options)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, credential: Any = None,
+                 **options: Any) -> SessionStore:
+        """Connect using the ``TABLESESSIONS_*`` environment variables."""
+        conn, endpoints, env_options = env_source(environ)
+        merged = {**env_options, **options}
+        if conn is not None:
+            return cls.from_connection_string(conn, **merged)
+        assert endpoints is not None
+        return cls(*endpoints, credential=credential, **merged)
+
+    # -- public API (documented on the sync store) ---------------------------
+    async def create_storage(self) -> None:
+        """Create the table and the overflow container if missing. Idempotent."""
+        await self._run(_ops.create_storage(), background=True)
+
+    async def get(self, session_id: str | None) -> Session | None:
+        """Return the live session with this id, or None (never raises for a bad id)."""
+        return await self._run(_ops.get(self._rules, session_id), kind="read", default=None)
+
+    async def save(self, session: Session) -> None:
+        """Write what changed (see :meth:`tablesessions.SessionStore.save`)."""
+        await self._run(_ops.save(self._rules, session), kind="write", default=None)
+
+    async def delete(self, session: Session | str | None) -> None:
+        """Delete a session and its overflow blob. Idempotent."""
+        await self._run(_ops.delete(self._rules, session), kind="write", default=None)
+
+    async def regenerate(self, session: Session) -> Session:
+        """Return a saved copy under a new id and delete the old record."""
+        return await self._run(_ops.regenerate(self._rules, session))
+
+    async def close(self) -> None:
+        """Close the SDK clients (and the credential the store created)."""
+        await self._table.close()
+        await self._container.close()
+        if self._owned_credential is not None:
+            await self._owned_credential.close()
+
+    async def __aenter__(self) -> SessionStore:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    # -- running core operations ------------------------------------------------
+    async def _run(self, op: Op[T], *, kind: Any = None, default: Any = None,
+                   background: bool = False) -> T:
+        deadline = self._deadline(background)
+        policy = self.config.background_retry if background else self.config.retry
+        retrying = policy.async_retrying(deadline)
+        try:
+            return await adrive(op, lambda effect: self._execute(effect, deadline, retrying))
+        except Exception as exc:
+            if kind is not None and self._absorb(kind, exc):
+                return default  # type: ignore[no-any-return]
+            raise
+
+    async def _execute(self, effect: Effect, deadline: Deadline, retrying: AsyncRetrying) -> Any:
+        if isinstance(effect, Sleep):
+            await asyncio.sleep(effect.seconds)
+            return None
+        if isinstance(effect, (PutBlob, ReadBlob)):
+            size = len(effect.data) if isinstance(effect, PutBlob) else effect.expected_size
+            deadline.extend(size / self.config.transfer_rate)
+        handler: Callable[..., Any] = self._handlers.get(type(effect), self._call)
+        async for attempt in retrying:
+            with attempt:
+                if deadline.remaining() <= 0:
+                    raise ServiceResponseTimeoutError("the operation's retry deadline passed")
+                return await handler(effect, **self._timeouts(deadline))
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    # -- effect handlers: the only place this face touches the SDK ----------------
+    async def _call(self, e: Effect, **t: Any) -> Any:
+        call = call_for(e)
+        assert call is not None
+        client = self._table if call.client == "table" else self._container
+        try:
+            answer = await getattr(client, call.method)(*call.args, **call.kwargs, **t)
+        except (ResourceNotFoundError, ResourceExistsError) as exc:
+            if call.ok_if == type(exc).__name__:
+                return None
+            raise
+        return call.finish(answer)
+
+    async def _query_page(self, e: QueryPage, **t: Any) -> tuple[list[Row], Any]:
+        pages = self._table.query_entities(
+            e.filter, parameters=dict(e.parameters), results_per_page=e.page_size,
+            select=list(e.select) if e.select else None, **t,
+        ).by_page(continuation_token=e.continuation)
+        rows: list[Row] = []
+        async for page in pages:
+            rows = [Row(ent, str(ent.metadata["etag"])) async for ent in page]
+            break
+        return rows, pages.continuation_token  # type: ignore[attr-defined]
+
+    async def _read_blob(self, e: ReadBlob, **t: Any) -> bytes:
+        downloader = await self._container.download_blob(e.name, **t)
+        return bytes(await downloader.readall())
+
+    async def _list_blobs(self, e: ListBlobs, **t: Any) -> tuple[list[BlobInfo], str | None]:
+        pages = self._container.list_blobs(name_starts_with=e.prefix, results_per_page=5000,
+                                           **t).by_page(continuation_token=e.continuation)
+        items: list[BlobInfo] = []
+        async for page in pages:
+            items = [BlobInfo(b.name, b.last_modified, b.size) async for b in page]
+            break
+        return items, pages.continuation_token  # type: ignore[attr-defined]
+
+    async def _lease_blob(self, e: LeaseBlob, **t: Any) -> str | None:
+        blob = self._container.get_blob_client(e.name)
+        if e.lease_id is not None:
+            lease = BlobLeaseClient(blob, lease_id=e.lease_id)
+            if e.release:
+                await lease.release(**t)
+                return None
+            await lease.renew(**t)
+            return e.lease_id
+        with contextlib.suppress(ResourceExistsError):
+            await blob.upload_blob(b"", overwrite=False, **t)
+        lease = BlobLeaseClient(blob, lease_id=str(uuid.uuid4()))
+        try:
+            await lease.acquire(lease_duration=e.seconds, **t)
+        except HttpResponseError as exc:
+            if exc.status_code == 409:
+                return None
+            raise
+        return str(lease.id)
+
+    async def _create_storage(self, e: CreateStorage, **t: Any) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            await self._table.create_table(**t)
+        with contextlib.suppress(ResourceExistsError):
+            await self._container.create_container(**t)

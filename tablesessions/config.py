@@ -1,0 +1,147 @@
+"""Every store option, its default, and every environment variable name.
+
+The CLI, the Azure Function and the framework integrations all read settings
+through this module, so one name means one thing everywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._limits import MAX_INLINE_BYTES, check_key
+from ._payload import DEFAULT_COMPRESS_THRESHOLD
+from .retry import RetryPolicy
+
+# Environment variables (and, without the prefix, framework setting keys).
+ENV_CONNECTION_STRING = "TABLESESSIONS_CONNECTION_STRING"
+ENV_TABLE_ENDPOINT = "TABLESESSIONS_TABLE_ENDPOINT"
+ENV_BLOB_ENDPOINT = "TABLESESSIONS_BLOB_ENDPOINT"
+ENV_TABLE_NAME = "TABLESESSIONS_TABLE_NAME"
+ENV_CONTAINER_NAME = "TABLESESSIONS_CONTAINER_NAME"
+ENV_APP_NAME = "TABLESESSIONS_APP_NAME"
+ENV_IDLE_TIMEOUT = "TABLESESSIONS_IDLE_TIMEOUT_SECONDS"
+ENV_ABSOLUTE_TIMEOUT = "TABLESESSIONS_ABSOLUTE_TIMEOUT_SECONDS"
+
+Concurrency = Literal["merge", "strict", "overwrite"]
+KeyConflict = Literal["last_writer_wins", "raise"]
+OnStorageError = Literal["raise", "empty"]
+
+_TABLE_RE = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
+_CONTAINER_RE = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+_APP_RE = re.compile(r"[A-Za-z0-9_.]{1,64}")
+
+
+def utc_now() -> dt.datetime:
+    """The default clock: timezone-aware UTC (the SDK reads naive times as local)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Options shared by the sync and async stores. All are keyword arguments of
+    ``SessionStore.from_connection_string`` and the other constructors.
+
+    :param table_name: the Table holding one entity per session.
+    :param container_name: the Blob container for payloads over ``inline_budget``.
+    :param app_name: isolates apps sharing one table; part of every key and blob name.
+    :param idle_timeout: sliding expiry: a session unused this long is gone.
+    :param absolute_timeout: hard expiry from creation, whatever the activity.
+    :param refresh_threshold: a read-only request refreshes the idle expiry only
+        when less than this fraction of ``idle_timeout`` remains (0.5: at most one
+        refresh write per half idle period).
+    :param inline_budget: stored payloads up to this many bytes stay in the entity
+        (at most 704,000: see ``docs/overflow.md`` for the arithmetic).
+    :param max_session_bytes: the largest encoded session accepted, inline or blob.
+    :param compress_threshold: payloads from this size are zlib-compressed when it pays.
+    :param compression_level: zlib level; 1 favours latency over ratio.
+    :param concurrency: ``"merge"`` re-applies this request's changed keys on an
+        ETag conflict; ``"strict"`` raises ``SessionConflictError``; ``"overwrite"``
+        is plain last-writer-wins (no ETag check).
+    :param key_conflict: with ``"merge"``, what to do when both writers changed one key.
+    :param max_merge_attempts: bounded re-read/re-apply rounds before giving up.
+    :param retry: the retry policy of request-path operations.
+    :param background_retry: the retry policy of the sweeper and maintenance calls.
+    :param on_storage_error: ``"raise"`` (default) or ``"empty"``: a failed read
+        yields no session and a failed write is logged and dropped (counted in
+        ``store.stats``).
+    :param connection_timeout: seconds to establish a connection (per attempt).
+    :param read_timeout: seconds to wait for a response (per attempt, and never
+        past the operation's deadline).
+    :param transfer_rate: bytes/s assumed for blob transfers; the deadline of an
+        operation moving N blob bytes grows by N / transfer_rate.
+    :param clock: returns the current time as aware UTC; injectable for tests.
+    :param client_options: extra keyword arguments for every Azure SDK client the
+        store builds (e.g. ``transport=`` or ``raw_request_hook=``).
+    """
+
+    table_name: str = "sessions"
+    container_name: str = "sessions-overflow"
+    app_name: str = "default"
+    idle_timeout: dt.timedelta = dt.timedelta(minutes=20)
+    absolute_timeout: dt.timedelta = dt.timedelta(hours=12)
+    refresh_threshold: float = 0.5
+    inline_budget: int = MAX_INLINE_BYTES
+    max_session_bytes: int = 128 * 1024 * 1024
+    compress_threshold: int = DEFAULT_COMPRESS_THRESHOLD
+    compression_level: int = 1
+    concurrency: Concurrency = "merge"
+    key_conflict: KeyConflict = "last_writer_wins"
+    max_merge_attempts: int = 5
+    retry: RetryPolicy = field(default_factory=RetryPolicy.request_path)
+    background_retry: RetryPolicy = field(default_factory=RetryPolicy.background)
+    on_storage_error: OnStorageError = "raise"
+    connection_timeout: float = 2.0
+    read_timeout: float = 5.0
+    transfer_rate: float = 8_000_000.0
+    clock: Callable[[], dt.datetime] = utc_now
+    client_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _TABLE_RE.fullmatch(self.table_name):
+            raise ValueError(f"table_name {self.table_name!r}: 3-63 letters/digits, "
+                             "starting with a letter")
+        if not _CONTAINER_RE.fullmatch(self.container_name):
+            raise ValueError(f"container_name {self.container_name!r}: 3-63 lowercase "
+                             "letters, digits and single hyphens")
+        if not _APP_RE.fullmatch(self.app_name):
+            raise ValueError(f"app_name {self.app_name!r}: 1-64 of A-Z a-z 0-9 _ .")
+        check_key(self.app_name, "app_name")
+        if self.idle_timeout <= dt.timedelta(0) or self.absolute_timeout <= dt.timedelta(0):
+            raise ValueError("idle_timeout and absolute_timeout must be positive")
+        if not 0.0 <= self.refresh_threshold <= 1.0:
+            raise ValueError("refresh_threshold must be between 0 and 1")
+        if not 0 <= self.inline_budget <= MAX_INLINE_BYTES:
+            raise ValueError(f"inline_budget must be 0..{MAX_INLINE_BYTES}")
+        if self.max_session_bytes < 1:
+            raise ValueError("max_session_bytes must be positive")
+        if not 0 <= self.compression_level <= 9:
+            raise ValueError("compression_level must be 0..9")
+        if self.concurrency not in ("merge", "strict", "overwrite"):
+            raise ValueError(f"concurrency must be merge, strict or overwrite, "
+                             f"not {self.concurrency!r}")
+        if self.key_conflict not in ("last_writer_wins", "raise"):
+            raise ValueError("key_conflict must be last_writer_wins or raise")
+        if self.on_storage_error not in ("raise", "empty"):
+            raise ValueError("on_storage_error must be raise or empty")
+        if self.max_merge_attempts < 1:
+            raise ValueError("max_merge_attempts must be >= 1")
+        if self.connection_timeout <= 0 or self.read_timeout <= 0 or self.transfer_rate <= 0:
+            raise ValueError("timeouts and transfer_rate must be positive")
+
+
+def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return the ``StoreConfig`` keyword arguments found in ``environ``."""
+    out: dict[str, Any] = {}
+    for env, name in ((ENV_TABLE_NAME, "table_name"), (ENV_CONTAINER_NAME, "container_name"),
+                      (ENV_APP_NAME, "app_name")):
+        if environ.get(env):
+            out[name] = environ[env]
+    for env, name in ((ENV_IDLE_TIMEOUT, "idle_timeout"),
+                      (ENV_ABSOLUTE_TIMEOUT, "absolute_timeout")):
+        if environ.get(env):
+            out[name] = dt.timedelta(seconds=float(environ[env]))
+    return out

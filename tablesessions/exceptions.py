@@ -1,0 +1,56 @@
+"""Errors a caller can act on.
+
+Storage failures are not wrapped: they propagate as ``azure.core.exceptions.*``,
+chained, so existing Azure error handling keeps working. A missing or expired
+session is a normal ``None``, never an exception.
+"""
+
+from __future__ import annotations
+
+
+class TableSessionsError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class SessionTooLargeError(TableSessionsError, ValueError):
+    """The encoded session is larger than a configured limit.
+
+    Raised by ``save`` before anything is written, so the stored session is
+    unchanged. Store less in the session, or raise ``max_session_bytes``.
+    """
+
+    def __init__(self, size: int, limit: int, what: str = "max_session_bytes") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"encoded session is {size:,} bytes, over the {what} limit of {limit:,}")
+
+
+class SessionConflictError(TableSessionsError):
+    """Another request changed the same session, and the conflict policy says raise.
+
+    Raised by ``save`` with ``concurrency="strict"``, or with
+    ``key_conflict="raise"`` when both requests changed the same key. Reload the
+    session and apply the change again, or use ``store.lock()``.
+    """
+
+
+class SessionDecodeError(TableSessionsError):
+    """A stored payload failed its integrity check or could not be decoded.
+
+    Raised by ``get`` when an overflow blob's digest or size does not match its
+    pointer, or the payload is malformed. This means corruption or tampering in
+    storage, not a client bug; the session should be deleted.
+    """
+
+
+class LockTimeoutError(TableSessionsError, TimeoutError):
+    """``store.lock()`` could not take the lease before its ``timeout``.
+
+    ``holder`` is the current lock id and ``age`` how long it has been held,
+    for diagnostics. Retry later, or raise the timeout.
+    """
+
+    def __init__(self, message: str, *, holder: str | None = None, age: float | None = None):
+        self.holder = holder
+        self.age = age
+        super().__init__(message)

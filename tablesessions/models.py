@@ -1,0 +1,150 @@
+"""The objects the store hands out: :class:`Session` and :class:`SweepReport`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class BlobPointer:
+    """Where an overflowed payload lives: an immutable blob, its size and SHA-256."""
+
+    name: str
+    size: int
+    digest: str
+
+
+@dataclass(slots=True)
+class _Stored:
+    """What the store knows about the stored copy this session was loaded from."""
+
+    etag: str
+    digests: dict[str, bytes]
+    pointer: BlobPointer | None
+    expires_at: dt.datetime
+    user: str | None = None
+
+
+class Session(MutableMapping[str, Any]):
+    """One session's data: a ``MutableMapping[str, Any]`` plus its metadata.
+
+    It records which keys this request set or deleted, and ``save`` also notices
+    in-place changes to nested values (``session["cart"].append(x)``) by
+    comparing encodings, so only real changes are written and merged.
+
+    Attributes: ``id`` (the secret token: put it in a cookie, never in logs),
+    ``created_at``, ``expires_at`` (the earlier of the idle and absolute
+    deadlines), ``absolute_expires_at`` and ``modified``.
+    """
+
+    __slots__ = ("_changed", "_data", "_force", "_gone", "_stored", "absolute_expires_at",
+                 "created_at", "expires_at", "id")
+
+    def __init__(
+        self,
+        session_id: str,
+        data: dict[str, Any],
+        *,
+        created_at: dt.datetime,
+        expires_at: dt.datetime,
+        absolute_expires_at: dt.datetime,
+        stored: _Stored | None = None,
+    ) -> None:
+        self.id = session_id
+        self.created_at = created_at
+        self.expires_at = expires_at
+        self.absolute_expires_at = absolute_expires_at
+        self._data = data
+        self._changed: set[str] = set()
+        self._force = False
+        self._stored = stored
+        self._gone = False
+
+    # -- MutableMapping ---------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"session keys must be str, got {type(key).__name__}")
+        self._data[key] = value
+        self._changed.add(key)
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+        self._changed.add(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        # Never the id or the data: reprs end up in logs and tracebacks.
+        return f"<Session keys={len(self._data)} new={self.is_new} modified={self.modified}>"
+
+    # -- state ------------------------------------------------------------
+    @property
+    def is_new(self) -> bool:
+        """Whether this session has never been saved."""
+        return self._stored is None and not self._gone
+
+    @property
+    def is_deleted(self) -> bool:
+        """Whether this session was deleted (here or by another request); saving it
+        writes nothing."""
+        return self._gone
+
+    @property
+    def modified(self) -> bool:
+        """Whether ``save`` would write data: a key was set or deleted, a nested
+        value changed in place, ``modified = True`` was set, or the session is new."""
+        if self._force or self._changed or self._stored is None:
+            return True
+        from ._core import changed_in_place  # local: _core imports this module
+
+        return bool(changed_in_place(self))
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._force = bool(value)
+        if not value:
+            self._changed.clear()
+
+
+@dataclass(slots=True)
+class SweepReport:
+    """What one sweep run did. ``complete`` is False when the time budget ran out
+    (the next run resumes); ``skipped_locked`` when another sweeper held the lease."""
+
+    scanned: int = 0
+    deleted: int = 0
+    blobs_deleted: int = 0
+    orphans_deleted: int = 0
+    errors: int = 0
+    duration: dt.timedelta = dt.timedelta(0)
+    complete: bool = True
+    skipped_locked: bool = False
+    dry_run: bool = False
+    requests: int = 0
+    error_messages: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        """Return a JSON-ready dict (durations in seconds)."""
+        return {
+            "scanned": self.scanned,
+            "deleted": self.deleted,
+            "blobs_deleted": self.blobs_deleted,
+            "orphans_deleted": self.orphans_deleted,
+            "errors": self.errors,
+            "duration": self.duration.total_seconds(),
+            "complete": self.complete,
+            "skipped_locked": self.skipped_locked,
+            "dry_run": self.dry_run,
+            "requests": self.requests,
+            "error_messages": list(self.error_messages),
+        }

@@ -1,0 +1,133 @@
+"""The one retry layer: tenacity strategies with a per-operation deadline.
+
+The SDK clients this library builds get ``retry_total=0``; retrying there too
+would multiply attempts (Tables' own policy alone takes ~4.8 s to fail a call).
+The same :class:`RetryPolicy` drives tenacity's ``Retrying`` in the sync store
+and ``AsyncRetrying`` in the async one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.exceptions import (
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceRequestTimeoutError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+from tenacity.stop import stop_base
+
+logger = logging.getLogger(__name__)
+
+#: Statuses worth another attempt: timeouts, throttling and server-side faults.
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Return whether ``exc`` is a storage fault worth retrying.
+
+    True for HTTP 408, 429, 500, 502, 503 and 504, connection failures and
+    timeouts. False for everything else, including 400, 403, 404, 409 and 412,
+    which mean the request itself was wrong or lost a race.
+    """
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, ServiceRequestTimeoutError,
+                        ServiceResponseTimeoutError, TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, HttpResponseError):
+        return exc.status_code in TRANSIENT_STATUSES
+    return False
+
+
+class Deadline:
+    """An absolute point on the monotonic clock that one store operation must end by."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def extend(self, seconds: float) -> None:
+        self.at += seconds
+
+
+class _StopAtDeadline(stop_base):
+    """Stop when the next sleep would end past the operation's deadline."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.deadline.remaining() <= retry_state.upcoming_sleep
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded by attempts and a deadline.
+
+    :param max_attempts: attempts per storage call, the first included.
+    :param initial_backoff: seconds; the jitter window doubles per attempt from here.
+    :param max_backoff: cap on one sleep, in seconds.
+    :param deadline: seconds one store operation (``get``, ``save``...) may take
+        across all its calls and retries. A retry whose sleep would cross it is
+        not made: the last error is raised instead of hanging the request.
+    """
+
+    max_attempts: int = 4
+    initial_backoff: float = 0.05
+    max_backoff: float = 0.5
+    deadline: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        if self.initial_backoff < 0 or self.max_backoff < 0 or self.deadline <= 0:
+            raise ValueError("backoffs must be >= 0 and deadline > 0")
+
+    @classmethod
+    def request_path(cls) -> RetryPolicy:
+        """The default for web requests: 4 attempts within 2 s."""
+        return cls()
+
+    @classmethod
+    def background(cls) -> RetryPolicy:
+        """The default for the sweeper and CLI: 8 attempts within 60 s per call."""
+        return cls(max_attempts=8, initial_backoff=0.2, max_backoff=8.0, deadline=60.0)
+
+    def _kwargs(self, deadline: Deadline) -> dict[str, Any]:
+        def log_retry(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            # DEBUG, not WARNING: a retried blip is normal and must not flood logs.
+            logger.debug("retrying storage call (attempt %d): %s", state.attempt_number,
+                         type(exc).__name__)
+
+        return {
+            "stop": stop_after_attempt(self.max_attempts) | _StopAtDeadline(deadline),
+            "wait": wait_random_exponential(multiplier=self.initial_backoff, max=self.max_backoff),
+            "retry": retry_if_exception(is_transient),
+            "reraise": True,
+            "before_sleep": log_retry,
+        }
+
+    def retrying(self, deadline: Deadline) -> Retrying:
+        """Return a tenacity ``Retrying`` for one call under ``deadline``."""
+        return Retrying(**self._kwargs(deadline))
+
+    def async_retrying(self, deadline: Deadline) -> AsyncRetrying:
+        """Return a tenacity ``AsyncRetrying`` for one call under ``deadline``."""
+        return AsyncRetrying(**self._kwargs(deadline))

@@ -1,0 +1,108 @@
+"""Session values <-> JSON fragments plus raw byte segments. Never pickle.
+
+Each top-level key is encoded on its own, so a save can tell which keys changed
+and a merge can re-apply just those. ``bytes`` values are not base64'd into the
+JSON: they become ``{"$b": length}`` and travel as raw segments beside it, which
+keeps large binary sessions at ~1x their size in memory and in storage.
+
+Exact round trips: str, int, float, bool, None, list, dict (str keys), datetime
+(naive or aware, microseconds kept), date, UUID, bytes and Decimal. A tuple is
+accepted and comes back as a list, as with Django's JSON serializer. Anything
+else raises ``TypeError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+# Tag names for the non-JSON types. A user dict whose only key is a tag name is
+# escaped as {"$map": [[key, value]]}: a list, so the decoder's bottom-up hook
+# never mistakes the inner pair for a tag.
+_DATETIME, _DATE, _UUID, _BYTES, _DECIMAL, _MAP = "$dt", "$date", "$uuid", "$b", "$dec", "$map"
+_TAGS = frozenset({_DATETIME, _DATE, _UUID, _BYTES, _DECIMAL, _MAP})
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
+
+
+def encode_value(key: str, value: Any) -> tuple[bytes, list[bytes]]:
+    """Encode one session value as (JSON fragment, byte segments in document order).
+
+    :raises TypeError: for a value of an unsupported type, naming the key.
+    """
+    segments: list[bytes] = []
+    tagged = _tag(value, segments, key)
+    return _dumps(tagged).encode("utf-8"), segments
+
+
+def _tag(value: Any, segments: list[bytes], path: str) -> Any:
+    # Order matters: bool before int (bool is an int), datetime before date.
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"session key {path!r}: dict keys must be str, "
+                                f"got {type(k).__name__}")
+            out[k] = _tag(v, segments, f"{path}.{k}")
+        if len(out) == 1 and next(iter(out)) in _TAGS:
+            return {_MAP: [list(pair) for pair in out.items()]}
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_tag(v, segments, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, bytes):
+        segments.append(value)
+        return {_BYTES: len(value)}
+    if isinstance(value, dt.datetime):
+        return {_DATETIME: value.isoformat()}
+    if isinstance(value, dt.date):
+        return {_DATE: value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {_UUID: str(value)}
+    if isinstance(value, Decimal):
+        return {_DECIMAL: str(value)}
+    raise TypeError(
+        f"session key {path!r}: values of type {type(value).__name__} cannot be stored "
+        "(supported: str, int, float, bool, None, list, tuple, dict, datetime, date, "
+        "UUID, bytes, Decimal)"
+    )
+
+
+def decode_value(fragment: bytes, segments: Iterator[bytes]) -> Any:
+    """Decode one value from its JSON fragment, taking bytes from ``segments`` in order.
+
+    :raises ValueError: when the fragment is malformed or refers to missing bytes.
+    """
+    return json.loads(fragment, object_hook=_untagger(segments))
+
+
+def _untagger(segments: Iterator[bytes]) -> Callable[[dict[str, Any]], Any]:
+    def hook(obj: dict[str, Any]) -> Any:
+        if len(obj) != 1:
+            return obj
+        tag, payload = next(iter(obj.items()))
+        if tag not in _TAGS:
+            return obj
+        if tag == _BYTES:
+            # json's parser calls the hook on leaf objects in document order,
+            # which is the order encode_value appended the segments in.
+            data = next(segments, None)
+            if data is None or len(data) != payload:
+                raise ValueError("byte segment missing or of the wrong length")
+            return data
+        if tag == _DATETIME:
+            return dt.datetime.fromisoformat(payload)
+        if tag == _DATE:
+            return dt.date.fromisoformat(payload)
+        if tag == _UUID:
+            return uuid.UUID(payload)
+        if tag == _DECIMAL:
+            return Decimal(payload)
+        return dict((k, v) for k, v in payload)  # _MAP: an escaped user dict
+
+    return hook

@@ -1,0 +1,295 @@
+"""The synchronous :class:`SessionStore`: performs the core's storage effects."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceResponseTimeoutError,
+)
+from azure.data.tables import TableClient
+from azure.storage.blob import BlobLeaseClient, ContainerClient
+from tenacity import Retrying
+
+from . import _ops
+from ._base import StoreBase, env_source, make_config
+from ._calls import call_for
+from ._clients import default_endpoints, sdk_kwargs
+from ._driver import drive
+from ._effects import (
+    BlobInfo,
+    CreateStorage,
+    Effect,
+    LeaseBlob,
+    ListBlobs,
+    Op,
+    PutBlob,
+    QueryPage,
+    ReadBlob,
+    Row,
+    Sleep,
+)
+from .config import StoreConfig
+from .models import Session
+from .retry import Deadline
+
+T = TypeVar("T")
+_IDLE = dt.timedelta(minutes=20)
+_ABSOLUTE = dt.timedelta(hours=12)
+
+
+class SessionStore(StoreBase):
+    """Sessions in Azure Table Storage, large payloads in Blob Storage.
+
+    Build it with :meth:`from_connection_string` (Azurite, account keys), with
+    account endpoints and a token credential (the constructor; production needs
+    no account keys), or :meth:`from_env`. It is thread-safe: share one per
+    process, and :meth:`close` it (or use ``with``) to release connections.
+
+    Storage failures propagate as ``azure.core.exceptions.*`` unless
+    ``on_storage_error="empty"``. Service limits a caller can hit: sessions over
+    ``max_session_bytes`` (default 128 MiB encoded) raise ``SessionTooLargeError``.
+    """
+
+    def __init__(
+        self,
+        table_endpoint: str,
+        blob_endpoint: str,
+        *,
+        credential: Any = None,
+        table_name: str = "sessions",
+        container_name: str = "sessions-overflow",
+        app_name: str = "default",
+        idle_timeout: dt.timedelta = _IDLE,
+        absolute_timeout: dt.timedelta = _ABSOLUTE,
+        **options: Any,
+    ) -> None:
+        """Connect with a token credential (default: ``DefaultAzureCredential()``).
+
+        :param table_endpoint: e.g. ``https://<account>.table.core.windows.net``.
+        :param blob_endpoint: e.g. ``https://<account>.blob.core.windows.net``.
+        :param credential: any Azure credential; when omitted, a
+            ``DefaultAzureCredential`` is created and closed with the store. Token
+            credentials need https (the SDK refuses them over http).
+        :param options: any other :class:`~tablesessions.config.StoreConfig` field.
+        """
+        config = make_config(table_name, container_name, app_name, idle_timeout,
+                             absolute_timeout, options)
+        owned = None
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = owned = DefaultAzureCredential()
+        kw = sdk_kwargs(config)
+        table = TableClient(endpoint=table_endpoint, table_name=config.table_name,
+                            credential=credential, **kw)
+        container = ContainerClient(account_url=blob_endpoint,
+                                    container_name=config.container_name,
+                                    credential=credential, **kw)
+        self._setup(config, table, container, owned)
+
+    def _setup(self, config: StoreConfig, table: TableClient, container: ContainerClient,
+               owned_credential: Any) -> None:
+        super().__init__(config)
+        self._table = table
+        self._container = container
+        self._owned_credential = owned_credential
+        self._handlers: dict[type[Any], Callable[..., Any]] = {
+            QueryPage: self._query_page, ReadBlob: self._read_blob, ListBlobs: self._list_blobs,
+            LeaseBlob: self._lease_blob, CreateStorage: self._create_storage,
+        }
+
+    @classmethod
+    def from_connection_string(
+        cls,
+        conn_str: str,
+        *,
+        table_name: str = "sessions",
+        container_name: str = "sessions-overflow",
+        app_name: str = "default",
+        idle_timeout: dt.timedelta = _IDLE,
+        absolute_timeout: dt.timedelta = _ABSOLUTE,
+        **options: Any,
+    ) -> SessionStore:
+        """Connect with a storage connection string (Azurite, or account-key auth).
+
+        :param options: any other :class:`~tablesessions.config.StoreConfig` field.
+        :raises TypeError: for an unknown option. :raises ValueError: for a bad value.
+        """
+        config = make_config(table_name, container_name, app_name, idle_timeout,
+                             absolute_timeout, options)
+        kw = sdk_kwargs(config)
+        table = TableClient.from_connection_string(conn_str, table_name=config.table_name, **kw)
+        container = ContainerClient.from_connection_string(
+            conn_str, container_name=config.container_name, **kw)
+        store = cls.__new__(cls)
+        store._setup(config, table, container, None)
+        return store
+
+    @classmethod
+    def from_account(cls, account_name: str, *, credential: Any = None,
+                     **options: Any) -> SessionStore:
+        """Connect to a public-cloud account by name with a token credential."""
+        table, blob = default_endpoints(account_name)
+        return cls(table, blob, credential=credential, **options)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, credential: Any = None,
+                 **options: Any) -> SessionStore:
+        """Connect using the ``TABLESESSIONS_*`` environment variables (see ``config``).
+
+        Explicit ``options`` win over the environment.
+        """
+        conn, endpoints, env_options = env_source(environ)
+        merged = {**env_options, **options}
+        if conn is not None:
+            return cls.from_connection_string(conn, **merged)
+        assert endpoints is not None
+        return cls(*endpoints, credential=credential, **merged)
+
+    # -- public API ----------------------------------------------------------
+    def create_storage(self) -> None:
+        """Create the table and the overflow container if missing. Idempotent."""
+        self._run(_ops.create_storage(), background=True)
+
+    def get(self, session_id: str | None) -> Session | None:
+        """Return the live session with this id, or None.
+
+        None for an unknown, expired (idle or absolute), deleted or malformed id;
+        a malformed id never reaches storage. Never raises for a bad id.
+
+        :raises SessionDecodeError: when the stored payload fails its integrity check.
+        """
+        return self._run(_ops.get(self._rules, session_id), kind="read", default=None)
+
+    def save(self, session: Session) -> None:
+        """Write what changed: 1 insert for a new session, 1 conditional replace for
+        a modified one, a merge of the expiry column when the idle refresh is due,
+        and nothing otherwise.
+
+        :raises SessionTooLargeError: before any write, when over ``max_session_bytes``.
+        :raises TypeError: for an unsupported value, naming its key.
+        :raises SessionConflictError: per the ``concurrency``/``key_conflict`` policy.
+        """
+        self._run(_ops.save(self._rules, session), kind="write", default=None)
+
+    def delete(self, session: Session | str | None) -> None:
+        """Delete a session (a ``Session`` or an id) and its overflow blob. Idempotent."""
+        self._run(_ops.delete(self._rules, session), kind="write", default=None)
+
+    def regenerate(self, session: Session) -> Session:
+        """Return a saved copy of ``session`` under a new id and delete the old record.
+
+        Call it at login to defeat session fixation. Never swallowed by
+        ``on_storage_error="empty"``: a failed regeneration must not pass silently.
+        """
+        return self._run(_ops.regenerate(self._rules, session))
+
+    def close(self) -> None:
+        """Close the SDK clients (and the credential the store created)."""
+        self._table.close()
+        self._container.close()
+        if self._owned_credential is not None:
+            self._owned_credential.close()
+
+    def __enter__(self) -> SessionStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- running core operations ------------------------------------------------
+    def _run(self, op: Op[T], *, kind: Any = None, default: Any = None,
+             background: bool = False) -> T:
+        deadline = self._deadline(background)
+        policy = self.config.background_retry if background else self.config.retry
+        retrying = policy.retrying(deadline)
+        try:
+            return drive(op, lambda effect: self._execute(effect, deadline, retrying))
+        except Exception as exc:
+            if kind is not None and self._absorb(kind, exc):
+                return default  # type: ignore[no-any-return]
+            raise
+
+    def _execute(self, effect: Effect, deadline: Deadline, retrying: Retrying) -> Any:
+        if isinstance(effect, Sleep):
+            time.sleep(effect.seconds)
+            return None
+        if isinstance(effect, (PutBlob, ReadBlob)):
+            size = len(effect.data) if isinstance(effect, PutBlob) else effect.expected_size
+            deadline.extend(size / self.config.transfer_rate)
+        handler: Callable[..., Any] = self._handlers.get(type(effect), self._call)
+        for attempt in retrying:
+            with attempt:
+                if deadline.remaining() <= 0:
+                    raise ServiceResponseTimeoutError("the operation's retry deadline passed")
+                return handler(effect, **self._timeouts(deadline))
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    # -- effect handlers: the only place this face touches the SDK ----------------
+    def _call(self, e: Effect, **t: Any) -> Any:
+        call = call_for(e)
+        assert call is not None
+        client = self._table if call.client == "table" else self._container
+        try:
+            answer = getattr(client, call.method)(*call.args, **call.kwargs, **t)
+        except (ResourceNotFoundError, ResourceExistsError) as exc:
+            if call.ok_if == type(exc).__name__:
+                return None
+            raise
+        return call.finish(answer)
+
+    def _query_page(self, e: QueryPage, **t: Any) -> tuple[list[Row], Any]:
+        pages = self._table.query_entities(
+            e.filter, parameters=dict(e.parameters), results_per_page=e.page_size,
+            select=list(e.select) if e.select else None, **t,
+        ).by_page(continuation_token=e.continuation)
+        rows = [Row(ent, str(ent.metadata["etag"])) for ent in next(pages, [])]
+        return rows, pages.continuation_token  # type: ignore[attr-defined]
+
+    def _read_blob(self, e: ReadBlob, **t: Any) -> bytes:
+        return bytes(self._container.download_blob(e.name, **t).readall())
+
+    def _list_blobs(self, e: ListBlobs, **t: Any) -> tuple[list[BlobInfo], str | None]:
+        pages = self._container.list_blobs(name_starts_with=e.prefix, results_per_page=5000,
+                                           **t).by_page(continuation_token=e.continuation)
+        items = [BlobInfo(b.name, b.last_modified, b.size) for b in next(pages, [])]
+        return items, pages.continuation_token  # type: ignore[attr-defined]
+
+    def _lease_blob(self, e: LeaseBlob, **t: Any) -> str | None:
+        blob = self._container.get_blob_client(e.name)
+        if e.lease_id is not None:
+            lease = BlobLeaseClient(blob, lease_id=e.lease_id)
+            if e.release:
+                lease.release(**t)
+                return None
+            lease.renew(**t)
+            return e.lease_id
+        with contextlib.suppress(ResourceExistsError):
+            blob.upload_blob(b"", overwrite=False, **t)
+        # A proposed id makes a retried acquire idempotent: the service accepts
+        # an acquire that repeats the current holder's id.
+        lease = BlobLeaseClient(blob, lease_id=str(uuid.uuid4()))
+        try:
+            lease.acquire(lease_duration=e.seconds, **t)
+        except HttpResponseError as exc:
+            if exc.status_code == 409:
+                return None
+            raise
+        return str(lease.id)
+
+    def _create_storage(self, e: CreateStorage, **t: Any) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            self._table.create_table(**t)
+        with contextlib.suppress(ResourceExistsError):
+            self._container.create_container(**t)
