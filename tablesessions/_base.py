@@ -89,9 +89,8 @@ class StoreBase:
         """Return whether ``session_id`` has the exact shape of an id this library makes."""
         return is_valid_session_id(session_id)
 
-    def _deadline(self, background: bool = False) -> Deadline:
-        policy = self.config.background_retry if background else self.config.retry
-        return Deadline(policy.deadline)
+    def _deadline(self) -> Deadline:
+        return Deadline(self.config.retry.deadline)
 
     def _absorb(self, kind: Literal["read", "write"], exc: Exception) -> bool:
         return absorb(self.config.on_storage_error, self.stats, kind, exc)

@@ -123,12 +123,14 @@ class ListBlobs:
 class LeaseBlob:
     """Acquire (``lease_id=None``), renew or release a lease on a blob, creating
     an empty blob first if needed. Result: the lease id, or None when another
-    holder has it (acquire) or on release."""
+    holder has it (acquire) or on release. A renew of a lost lease raises."""
 
     name: str
     seconds: int
     lease_id: str | None = None
     release: bool = False
+    #: for an acquire: the id to propose, so that a retried acquire is idempotent
+    proposed_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +145,19 @@ class Sleep:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class Parallel:
+    """Run sub-operations concurrently, at most ``limit`` at once (threads in the
+    sync face, tasks in the async one). Result: their results in order; an
+    exception from a sub-operation is returned in its place, not raised."""
+
+    ops: tuple[Generator[Any, Any, Any], ...]
+    limit: int
+
+
 Effect = (ReadEntity | InsertEntity | UpdateEntity | DeleteEntity | QueryPage | DeleteBatch
-          | PutBlob | ReadBlob | DeleteBlob | ListBlobs | LeaseBlob | CreateStorage | Sleep)
+          | PutBlob | ReadBlob | DeleteBlob | ListBlobs | LeaseBlob | CreateStorage | Sleep
+          | Parallel)
 
 #: A core operation: yields effects, receives their results, returns a T.
 Op = Generator[Effect, Any, T]

@@ -25,7 +25,8 @@ class _Stored:
     digests: dict[str, bytes]
     pointer: BlobPointer | None
     expires_at: dt.datetime
-    user: str | None = None
+    #: columns kept as they are by data writes (lock and user-binding columns)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Session(MutableMapping[str, Any]):
@@ -114,6 +115,24 @@ class Session(MutableMapping[str, Any]):
         self._force = bool(value)
         if not value:
             self._changed.clear()
+
+
+@dataclass(slots=True)
+class StorageStats:
+    """What ``store.storage_stats()`` and ``tablesessions stats`` report for one app.
+
+    ``histogram`` maps a size bucket label (e.g. ``"<1KiB"``) to a session count.
+    """
+
+    sessions: int = 0
+    expired: int = 0
+    bytes: int = 0
+    overflowed: int = 0
+    histogram: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"sessions": self.sessions, "expired": self.expired, "bytes": self.bytes,
+                "overflowed": self.overflowed, "histogram": dict(self.histogram)}
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -18,7 +19,6 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient
 from azure.storage.blob import BlobLeaseClient, ContainerClient
-from tenacity import Retrying
 
 from . import _ops
 from ._base import StoreBase, env_source, make_config
@@ -32,6 +32,7 @@ from ._effects import (
     LeaseBlob,
     ListBlobs,
     Op,
+    Parallel,
     PutBlob,
     QueryPage,
     ReadBlob,
@@ -39,8 +40,8 @@ from ._effects import (
     Sleep,
 )
 from .config import StoreConfig
-from .models import Session
-from .retry import Deadline
+from .models import Session, StorageStats, SweepReport
+from .retry import Deadline, RetryPolicy
 
 T = TypeVar("T")
 _IDLE = dt.timedelta(minutes=20)
@@ -194,6 +195,41 @@ class SessionStore(StoreBase):
         """
         return self._run(_ops.regenerate(self._rules, session))
 
+    # -- maintenance (tablesessions._admin) ----------------------------------------
+    def sweep(self, *, dry_run: bool = False, time_budget: dt.timedelta | None = None,
+              orphan_grace: dt.timedelta = dt.timedelta(hours=1),
+              max_parallel: int = 4) -> SweepReport:
+        """Delete expired sessions and their blobs, and orphan blobs older than
+        ``orphan_grace``. Safe under live traffic; one sweeper at a time (a blob
+        lease); stops at ``time_budget`` and resumes there next run.
+
+        :param dry_run: count what would be deleted, delete nothing.
+        :param max_parallel: partitions scanned at once.
+        """
+        from . import _admin
+
+        return self._run(_admin.sweep(self._rules, dry_run=dry_run, time_budget=time_budget,
+                                      orphan_grace=orphan_grace, max_parallel=max_parallel),
+                         background=True)
+
+    def storage_stats(self) -> StorageStats:
+        """Count sessions, expired sessions, bytes, overflowed sessions and a size
+        histogram for this app (scans the app's partitions; no payloads read)."""
+        from . import _admin
+
+        return self._run(_admin.storage_stats(self._rules), background=True)
+
+    def inspect(self, session_id: str, *, show_data: bool = False) -> dict[str, Any] | None:
+        """Return a session's metadata (and its data only with ``show_data``), or None.
+
+        For operators: unlike :meth:`get`, it also shows expired sessions and
+        never refreshes anything.
+        """
+        from . import _admin
+
+        return self._run(_admin.inspect(self._rules, session_id, show_data=show_data),
+                         background=True)
+
     def close(self) -> None:
         """Close the SDK clients (and the credential the store created)."""
         self._table.close()
@@ -211,20 +247,25 @@ class SessionStore(StoreBase):
     # -- running core operations ------------------------------------------------
     def _run(self, op: Op[T], *, kind: Any = None, default: Any = None,
              background: bool = False) -> T:
-        deadline = self._deadline(background)
+        # Request path: one deadline for the whole operation. Background work
+        # (sweeps, maintenance) runs for minutes: each call gets its own.
+        deadline = None if background else self._deadline()
         policy = self.config.background_retry if background else self.config.retry
-        retrying = policy.retrying(deadline)
         try:
-            return drive(op, lambda effect: self._execute(effect, deadline, retrying))
+            return drive(op, lambda effect: self._execute(effect, policy, deadline))
         except Exception as exc:
             if kind is not None and self._absorb(kind, exc):
                 return default  # type: ignore[no-any-return]
             raise
 
-    def _execute(self, effect: Effect, deadline: Deadline, retrying: Retrying) -> Any:
+    def _execute(self, effect: Effect, policy: RetryPolicy, shared: Deadline | None) -> Any:
         if isinstance(effect, Sleep):
             time.sleep(effect.seconds)
             return None
+        if isinstance(effect, Parallel):
+            return self._parallel(effect, policy, shared)
+        deadline = shared or Deadline(policy.deadline)
+        retrying = policy.retrying(deadline)
         if isinstance(effect, (PutBlob, ReadBlob)):
             size = len(effect.data) if isinstance(effect, PutBlob) else effect.expected_size
             deadline.extend(size / self.config.transfer_rate)
@@ -235,6 +276,18 @@ class SessionStore(StoreBase):
                     raise ServiceResponseTimeoutError("the operation's retry deadline passed")
                 return handler(effect, **self._timeouts(deadline))
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _parallel(self, effect: Parallel, policy: RetryPolicy,
+                  shared: Deadline | None) -> list[Any]:
+        def one(op: Op[Any]) -> Any:
+            try:
+                return drive(op, lambda e: self._execute(e, policy, shared))
+            except Exception as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=effect.limit,
+                                thread_name_prefix="tablesessions") as pool:
+            return list(pool.map(one, effect.ops))
 
     # -- effect handlers: the only place this face touches the SDK ----------------
     def _call(self, e: Effect, **t: Any) -> Any:
@@ -279,7 +332,7 @@ class SessionStore(StoreBase):
             blob.upload_blob(b"", overwrite=False, **t)
         # A proposed id makes a retried acquire idempotent: the service accepts
         # an acquire that repeats the current holder's id.
-        lease = BlobLeaseClient(blob, lease_id=str(uuid.uuid4()))
+        lease = BlobLeaseClient(blob, lease_id=e.proposed_id or str(uuid.uuid4()))
         try:
             lease.acquire(lease_duration=e.seconds, **t)
         except HttpResponseError as exc:

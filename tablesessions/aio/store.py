@@ -19,7 +19,6 @@ from azure.core.exceptions import (
 )
 from azure.data.tables.aio import TableClient
 from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
-from tenacity import AsyncRetrying
 
 from .. import _ops
 from .._base import StoreBase, env_source, make_config
@@ -33,6 +32,7 @@ from .._effects import (
     LeaseBlob,
     ListBlobs,
     Op,
+    Parallel,
     PutBlob,
     QueryPage,
     ReadBlob,
@@ -40,8 +40,8 @@ from .._effects import (
     Sleep,
 )
 from ..config import StoreConfig
-from ..models import Session
-from ..retry import Deadline
+from ..models import Session, StorageStats, SweepReport
+from ..retry import Deadline, RetryPolicy
 
 T = TypeVar("T")
 _IDLE = dt.timedelta(minutes=20)
@@ -158,6 +158,41 @@ class SessionStore(StoreBase):
         """Return a saved copy under a new id and delete the old record."""
         return await self._run(_ops.regenerate(self._rules, session))
 
+    # -- maintenance (tablesessions._admin) ----------------------------------------
+    async def sweep(self, *, dry_run: bool = False, time_budget: dt.timedelta | None = None,
+              orphan_grace: dt.timedelta = dt.timedelta(hours=1),
+              max_parallel: int = 4) -> SweepReport:
+        """Delete expired sessions and their blobs, and orphan blobs older than
+        ``orphan_grace``. Safe under live traffic; one sweeper at a time (a blob
+        lease); stops at ``time_budget`` and resumes there next run.
+
+        :param dry_run: count what would be deleted, delete nothing.
+        :param max_parallel: partitions scanned at once.
+        """
+        from .. import _admin
+
+        return await self._run(_admin.sweep(self._rules, dry_run=dry_run, time_budget=time_budget,
+                                      orphan_grace=orphan_grace, max_parallel=max_parallel),
+                         background=True)
+
+    async def storage_stats(self) -> StorageStats:
+        """Count sessions, expired sessions, bytes, overflowed sessions and a size
+        histogram for this app (scans the app's partitions; no payloads read)."""
+        from .. import _admin
+
+        return await self._run(_admin.storage_stats(self._rules), background=True)
+
+    async def inspect(self, session_id: str, *, show_data: bool = False) -> dict[str, Any] | None:
+        """Return a session's metadata (and its data only with ``show_data``), or None.
+
+        For operators: unlike :meth:`get`, it also shows expired sessions and
+        never refreshes anything.
+        """
+        from .. import _admin
+
+        return await self._run(_admin.inspect(self._rules, session_id, show_data=show_data),
+                         background=True)
+
     async def close(self) -> None:
         """Close the SDK clients (and the credential the store created)."""
         await self._table.close()
@@ -175,20 +210,26 @@ class SessionStore(StoreBase):
     # -- running core operations ------------------------------------------------
     async def _run(self, op: Op[T], *, kind: Any = None, default: Any = None,
                    background: bool = False) -> T:
-        deadline = self._deadline(background)
+        # Request path: one deadline for the whole operation. Background work
+        # (sweeps, maintenance) runs for minutes: each call gets its own.
+        deadline = None if background else self._deadline()
         policy = self.config.background_retry if background else self.config.retry
-        retrying = policy.async_retrying(deadline)
         try:
-            return await adrive(op, lambda effect: self._execute(effect, deadline, retrying))
+            return await adrive(op, lambda effect: self._execute(effect, policy, deadline))
         except Exception as exc:
             if kind is not None and self._absorb(kind, exc):
                 return default  # type: ignore[no-any-return]
             raise
 
-    async def _execute(self, effect: Effect, deadline: Deadline, retrying: AsyncRetrying) -> Any:
+    async def _execute(self, effect: Effect, policy: RetryPolicy,
+                       shared: Deadline | None) -> Any:
         if isinstance(effect, Sleep):
             await asyncio.sleep(effect.seconds)
             return None
+        if isinstance(effect, Parallel):
+            return await self._parallel(effect, policy, shared)
+        deadline = shared or Deadline(policy.deadline)
+        retrying = policy.async_retrying(deadline)
         if isinstance(effect, (PutBlob, ReadBlob)):
             size = len(effect.data) if isinstance(effect, PutBlob) else effect.expected_size
             deadline.extend(size / self.config.transfer_rate)
@@ -199,6 +240,19 @@ class SessionStore(StoreBase):
                     raise ServiceResponseTimeoutError("the operation's retry deadline passed")
                 return await handler(effect, **self._timeouts(deadline))
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _parallel(self, effect: Parallel, policy: RetryPolicy,
+                        shared: Deadline | None) -> list[Any]:
+        gate = asyncio.Semaphore(effect.limit)
+
+        async def one(op: Op[Any]) -> Any:
+            async with gate:
+                try:
+                    return await adrive(op, lambda e: self._execute(e, policy, shared))
+                except Exception as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(one(op) for op in effect.ops)))
 
     # -- effect handlers: the only place this face touches the SDK ----------------
     async def _call(self, e: Effect, **t: Any) -> Any:
@@ -248,7 +302,7 @@ class SessionStore(StoreBase):
             return e.lease_id
         with contextlib.suppress(ResourceExistsError):
             await blob.upload_blob(b"", overwrite=False, **t)
-        lease = BlobLeaseClient(blob, lease_id=str(uuid.uuid4()))
+        lease = BlobLeaseClient(blob, lease_id=e.proposed_id or str(uuid.uuid4()))
         try:
             await lease.acquire(lease_duration=e.seconds, **t)
         except HttpResponseError as exc:
