@@ -44,6 +44,14 @@ COL_BLOB = "BlobName"
 COL_BLOB_SIZE = "BlobSize"
 COL_BLOB_DIGEST = "BlobDigest"
 
+COL_LOCK_ID = "LockId"
+COL_LOCKED_AT = "LockedAt"
+COL_LOCK_EXPIRES = "LockExpiresAt"
+LOCK_COLUMNS = (COL_LOCK_ID, COL_LOCKED_AT, COL_LOCK_EXPIRES)
+#: Columns owned by other features (the lease lock, user binding): a data write
+#: re-emits them as loaded, so a plain save never drops someone's lock.
+PRESERVED_COLUMNS = LOCK_COLUMNS
+
 #: The columns the sweeper and ``delete`` need: no payload.
 POINTER_COLUMNS = ("PartitionKey", "RowKey", COL_EXPIRES, COL_ABSOLUTE, COL_BLOB)
 KNOWN_CODECS = frozenset({CODEC_PLAIN, CODEC_ZLIB})
@@ -135,7 +143,9 @@ class Rules:
 
     def entity(self, pk: str, rk: str, session: Session, stored: bytes, codec: str,
                pointer: BlobPointer | None, token: str, expires: dt.datetime) -> dict[str, Any]:
+        extra = session._stored.extra if session._stored else {}
         entity: dict[str, Any] = {
+            **extra,
             "PartitionKey": pk,
             "RowKey": rk,
             COL_EXPIRES: expires,
@@ -200,7 +210,8 @@ class Rules:
             raise SessionDecodeError(f"payload does not decode: {exc}") from exc
         expires = entity[COL_EXPIRES]
         stored = _Stored(etag=etag, digests={k: e.digest() for k, e in entries.items()},
-                         pointer=self.pointer_of(entity), expires_at=expires)
+                         pointer=self.pointer_of(entity), expires_at=expires,
+                         extra=preserved_columns(entity))
         return Session(session_id, data, created_at=entity[COL_CREATED], expires_at=expires,
                        absolute_expires_at=entity[COL_ABSOLUTE], stored=stored)
 
@@ -208,8 +219,9 @@ class Rules:
     @staticmethod
     def mark_saved(session: Session, etag: str, entries: Mapping[str, EncodedKey],
                    pointer: BlobPointer | None, expires: dt.datetime) -> None:
+        extra = session._stored.extra if session._stored else {}
         session._stored = _Stored(etag=etag, digests={k: e.digest() for k, e in entries.items()},
-                                  pointer=pointer, expires_at=expires)
+                                  pointer=pointer, expires_at=expires, extra=extra)
         session.expires_at = expires
         session._changed.clear()
         session._force = False
@@ -244,6 +256,11 @@ class Rules:
             else:
                 merged.pop(key, None)
         return merged
+
+
+def preserved_columns(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """The feature-owned columns of a row that a data write must carry over."""
+    return {c: entity[c] for c in PRESERVED_COLUMNS if entity.get(c) not in (None, "")}
 
 
 def changed_in_place(session: Session) -> set[str]:

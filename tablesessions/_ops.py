@@ -17,7 +17,15 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
-from ._core import COL_TOKEN, POINTER_COLUMNS, Rules, new_write_token
+from ._core import (
+    COL_LOCK_ID,
+    COL_TOKEN,
+    LOCK_COLUMNS,
+    POINTER_COLUMNS,
+    Rules,
+    new_write_token,
+    preserved_columns,
+)
 from ._effects import (
     CreateStorage,
     DeleteBlob,
@@ -129,7 +137,12 @@ def _delete_blob_quietly(name: str) -> Op[None]:
 
 
 def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
-            changed: set[str]) -> Op[None]:
+            changed: set[str], require_lock: str | None = None) -> Op[None]:
+    """Conditional replace; on a 412, re-read and merge (bounded).
+
+    ``require_lock``: the write releases this lease lock; if another holder
+    took it meanwhile, raise instead of merging.
+    """
     assert session._stored is not None
     pk, rk = rules.keys(session.id)
     config = rules.config
@@ -159,6 +172,9 @@ def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
                 if fresh is None or not rules.is_live(fresh.entity, rules.now()):
                     _forget(session, "deleted or expired meanwhile; not recreated")
                     return
+                if require_lock is not None and fresh.entity.get(COL_LOCK_ID) != require_lock:
+                    raise SessionConflictError("the lock's lease expired and another request "
+                                               "took it; changes not saved") from None
                 if config.concurrency == "strict":
                     raise SessionConflictError("the session was changed by another request") \
                         from None
@@ -168,6 +184,10 @@ def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
                 entries = rules.merge(fresh_entries, base, entries, changed, config.key_conflict)
                 base = {k: e.digest() for k, e in fresh_entries.items()}
                 _adopt(session, entries, changed)
+                extra = preserved_columns(fresh.entity)
+                if require_lock is not None:
+                    extra = {k: v for k, v in extra.items() if k not in LOCK_COLUMNS}
+                session._stored.extra = extra
                 etag, old_pointer = fresh.etag, rules.pointer_of(fresh.entity)
                 continue
         if old_pointer is not None and old_pointer != pointer:

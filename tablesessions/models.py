@@ -116,6 +116,12 @@ class Session(MutableMapping[str, Any]):
         if not value:
             self._changed.clear()
 
+    @property
+    def lock_id(self) -> str | None:
+        """The id of the lease lock this session was loaded under, if any."""
+        value = self._stored.extra.get("LockId") if self._stored else None
+        return str(value) if value else None
+
 
 @dataclass(slots=True)
 class StorageStats:

@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
@@ -195,6 +195,36 @@ class SessionStore(StoreBase):
         """
         return self._run(_ops.regenerate(self._rules, session))
 
+    @contextlib.contextmanager
+    def lock(self, session_id: str | None, *, timeout: float = 10.0,
+             lease: float = 30.0) -> Iterator[Session | None]:
+        """Hold an exclusive lease on a session for the block, ASP.NET-style.
+
+        ``with store.lock(sid, timeout=5, lease=30) as session:`` yields the
+        session (None if there is none) and, when the block ends normally,
+        saves it and releases the lock in one write; on an exception it only
+        releases. At most one holder at a time; waiters poll with jitter until
+        ``timeout``. The lease expires, so a crashed holder blocks others for
+        at most ``lease`` seconds. Requests that use plain ``get``/``save`` are
+        not blocked (they merge as usual).
+
+        :raises LockTimeoutError: with ``.holder`` and ``.age`` for diagnostics.
+        :raises SessionConflictError: on exit, if the lease ran out and another
+            request took the lock (the block's changes are not saved).
+        """
+        from . import _lock
+
+        session = self._run(_lock.acquire(self._rules, session_id, timeout, lease),
+                            per_call=True)
+        try:
+            yield session
+        except BaseException:
+            if session is not None:
+                self._run(_lock.release(self._rules, session, save=False), per_call=True)
+            raise
+        if session is not None:
+            self._run(_lock.release(self._rules, session, save=True), per_call=True)
+
     # -- maintenance (tablesessions._admin) ----------------------------------------
     def sweep(self, *, dry_run: bool = False, time_budget: dt.timedelta | None = None,
               orphan_grace: dt.timedelta = dt.timedelta(hours=1),
@@ -246,10 +276,11 @@ class SessionStore(StoreBase):
 
     # -- running core operations ------------------------------------------------
     def _run(self, op: Op[T], *, kind: Any = None, default: Any = None,
-             background: bool = False) -> T:
+             background: bool = False, per_call: bool = False) -> T:
         # Request path: one deadline for the whole operation. Background work
         # (sweeps, maintenance) runs for minutes: each call gets its own.
-        deadline = None if background else self._deadline()
+        # ``per_call``: waits (the lock) may outlast one deadline; each call gets its own.
+        deadline = None if background or per_call else self._deadline()
         policy = self.config.background_retry if background else self.config.retry
         try:
             return drive(op, lambda effect: self._execute(effect, policy, deadline))

@@ -1,0 +1,95 @@
+"""Shared fixtures: one behaviour suite runs against both the sync and async faces."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+import tablesessions
+import tablesessions.aio
+from tablesessions.testing import AzuriteServer, RequestCounter
+
+
+class FakeClock:
+    """An injectable clock (aware UTC) that tests move forward instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime.now(dt.timezone.utc)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, delta: dt.timedelta) -> None:
+        self.now += delta
+
+
+class Face:
+    """The sync or the async store behind one awaitable interface, so a single
+    test body covers both faces (sync calls simply block; it is a test)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.is_async = isinstance(store, tablesessions.aio.SessionStore)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.store, name)
+        if not callable(method):
+            return method  # type: ignore[no-any-return]
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+
+        return call
+
+    def new(self) -> tablesessions.Session:
+        session: tablesessions.Session = self.store.new()
+        return session
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["sync", "async"])
+def face_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+MakeStore = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_store(
+    face_kind: str,
+    azurite: AzuriteServer,
+    storage_names: tuple[str, str],
+    request_counter: RequestCounter,
+    clock: FakeClock,
+) -> AsyncIterator[MakeStore]:
+    """Build stores of this test's face on a fresh table; the first has its storage
+    created. All share the request counter (reset after set-up) and the clock."""
+    made: list[Face] = []
+    table, container = storage_names
+
+    async def make(conn: str | None = None, **options: Any) -> Face:
+        options.setdefault("table_name", table)
+        options.setdefault("container_name", container)
+        options.setdefault("clock", clock)
+        options.setdefault("client_options", request_counter.client_options())
+        cls = tablesessions.aio.SessionStore if face_kind == "async" else tablesessions.SessionStore
+        face = Face(cls.from_connection_string(conn or azurite.connection_string, **options))
+        if not made:
+            await face.create_storage()
+        made.append(face)
+        request_counter.reset()
+        return face
+
+    yield make
+    for face in made:
+        await face.close()

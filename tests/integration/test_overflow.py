@@ -1,0 +1,218 @@
+"""Blob overflow (issue 3) on both faces: protocol, round trips, failure safety, scale."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
+
+import tablesessions
+from tablesessions import RetryPolicy, SessionDecodeError, SessionTooLargeError
+from tablesessions._effects import ReadBlob, ReadEntity
+from tablesessions._limits import MAX_INLINE_BYTES
+from tablesessions._ops import get as get_op
+from tablesessions.testing import AzuriteServer, FaultProxyPair, RequestCounter
+
+from ..conftest import MakeStore
+
+BIG = 900_000  # incompressible bytes: over the 704,000-byte default inline budget
+
+
+def blobs(azurite: AzuriteServer, container: str) -> list[str]:
+    with ContainerClient.from_connection_string(azurite.connection_string, container) as c:
+        return sorted(b.name for b in c.list_blobs())
+
+
+def methods(counter: RequestCounter) -> list[tuple[str, str]]:
+    return [(r.method, r.service) for r in counter.records]
+
+
+async def test_overflow_round_trips_and_counts(
+        make_store: MakeStore, request_counter: RequestCounter, azurite: AzuriteServer,
+        storage_names: tuple[str, str]) -> None:
+    store = await make_store()
+    session = store.new()
+    session["file"] = os.urandom(BIG)
+    await store.save(session)
+    assert methods(request_counter) == [("PUT", "blob"), ("POST", "table")]
+    [first] = blobs(azurite, storage_names[1])
+    assert first.startswith(f"default/{tablesessions._ids.row_key_for(session.id)}/")
+
+    request_counter.reset()
+    loaded = await store.get(session.id)
+    assert loaded is not None
+    assert loaded["file"] == session["file"]
+    assert methods(request_counter) == [("GET", "table"), ("GET", "blob")]
+
+    request_counter.reset()
+    loaded["file"] = os.urandom(BIG)
+    await store.save(loaded)  # new blob, entity replace, old blob delete
+    assert methods(request_counter) == [("PUT", "blob"), ("PUT", "table"), ("DELETE", "blob")]
+    [second] = blobs(azurite, storage_names[1])
+    assert second != first
+
+    request_counter.reset()
+    loaded["file"] = b"small again"
+    await store.save(loaded)  # moves back inline; the blob goes
+    assert methods(request_counter) == [("PUT", "table"), ("DELETE", "blob")]
+    assert blobs(azurite, storage_names[1]) == []
+    assert (await store.get(session.id)) == {"file": b"small again"}
+
+
+async def test_payload_exactly_at_the_default_budget_stays_inline_on_azurite(
+        make_store: MakeStore, azurite: AzuriteServer, storage_names: tuple[str, str]) -> None:
+    store = await make_store()
+    session = store.new()
+    session["k"] = b""
+    await store.save(session)
+    loaded = await store.get(session.id)
+    assert loaded is not None
+    loaded["k"] = os.urandom(MAX_INLINE_BYTES)
+    size = len(tablesessions._payload.assemble(store._rules.encode_all(loaded)))
+    loaded["k"] = loaded["k"][: MAX_INLINE_BYTES - (size - MAX_INLINE_BYTES)]
+    assert len(tablesessions._payload.assemble(store._rules.encode_all(loaded))) == MAX_INLINE_BYTES
+    await store.save(loaded)  # a replace of 704,000 bytes: Azurite's JSON-body check passes
+    assert blobs(azurite, storage_names[1]) == []
+    again = await store.get(session.id)
+    assert again is not None
+    assert again["k"] == loaded["k"]
+
+
+async def test_delete_and_regenerate_remove_blobs(
+        make_store: MakeStore, azurite: AzuriteServer, storage_names: tuple[str, str]) -> None:
+    store = await make_store()
+    one, two = store.new(), store.new()
+    one["f"] = os.urandom(BIG)
+    two["f"] = os.urandom(BIG)
+    await store.save(one)
+    await store.save(two)
+    assert len(blobs(azurite, storage_names[1])) == 2
+    await store.delete(one.id)  # by id: the pointer is read first
+    fresh = await store.regenerate(await store.get(two.id))
+    names = blobs(azurite, storage_names[1])
+    assert len(names) == 1
+    assert tablesessions._ids.row_key_for(fresh.id) in names[0]
+    assert (await store.get(fresh.id))["f"] == two["f"]
+    await store.delete(fresh)
+    assert blobs(azurite, storage_names[1]) == []
+
+
+async def test_digest_mismatch_raises_the_documented_decode_error(
+        make_store: MakeStore, azurite: AzuriteServer, storage_names: tuple[str, str]) -> None:
+    store = await make_store()
+    session = store.new()
+    session["f"] = os.urandom(BIG)
+    await store.save(session)
+    [name] = blobs(azurite, storage_names[1])
+    with ContainerClient.from_connection_string(azurite.connection_string,
+                                                storage_names[1]) as c:
+        c.upload_blob(name, os.urandom(BIG + 40), overwrite=True)  # tampered
+    with pytest.raises(SessionDecodeError, match="digest"):
+        await store.get(session.id)
+
+
+def test_reader_re_reads_when_a_concurrent_save_replaced_the_blob(
+        azurite: AzuriteServer, storage_names: tuple[str, str]) -> None:
+    """Drive the core's get step by step and let another save land in between."""
+    store = tablesessions.SessionStore.from_connection_string(
+        azurite.connection_string, table_name=storage_names[0],
+        container_name=storage_names[1])
+    store.create_storage()
+    session = store.new()
+    session["f"] = os.urandom(BIG)
+    store.save(session)
+    policy = store.config.retry
+
+    op = get_op(store._rules, session.id)
+    effect = next(op)
+    assert isinstance(effect, ReadEntity)
+    old_row = store._execute(effect, policy, None)
+
+    writer = store.get(session.id)
+    assert writer is not None
+    writer["f"] = newer = os.urandom(BIG)
+    store.save(writer)  # new blob; the old one is deleted
+
+    effect = op.send(old_row)
+    assert isinstance(effect, ReadBlob)
+    with pytest.raises(ResourceNotFoundError) as gone:
+        store._execute(effect, policy, None)
+    effect = op.throw(gone.value)
+    assert isinstance(effect, ReadEntity)  # re-reads the entity instead of failing
+    effect = op.send(store._execute(effect, policy, None))
+    assert isinstance(effect, ReadBlob)
+    with pytest.raises(StopIteration) as done:
+        op.send(store._execute(effect, policy, None))
+    assert done.value.value["f"] == newer  # never a mix of old and new
+    store.close()
+
+
+def test_entity_update_failing_after_the_upload_keeps_the_old_session(
+        fault_proxy: FaultProxyPair, azurite: AzuriteServer,
+        storage_names: tuple[str, str]) -> None:
+    store = tablesessions.SessionStore.from_connection_string(
+        fault_proxy.connection_string, table_name=storage_names[0],
+        container_name=storage_names[1], retry=RetryPolicy(max_attempts=1))
+    store.create_storage()
+    session = store.new()
+    session["f"] = os.urandom(BIG)
+    store.save(session)
+    [old] = blobs(azurite, storage_names[1])
+
+    loaded = store.get(session.id)
+    assert loaded is not None
+    loaded["f"] = os.urandom(BIG)
+    fault_proxy.table.fail_next("500", n=1, methods={"PUT"})  # the entity replace fails
+    with pytest.raises(HttpResponseError):
+        store.save(loaded)
+
+    clean = tablesessions.SessionStore.from_connection_string(
+        azurite.connection_string, table_name=storage_names[0],
+        container_name=storage_names[1])
+    still = clean.get(session.id)
+    assert still is not None
+    assert still["f"] == session["f"]  # intact and readable
+    names = blobs(azurite, storage_names[1])
+    assert old in names
+    assert len(names) == 2  # the new blob is an orphan under the session's prefix
+    store.close()
+    clean.close()
+
+
+async def test_over_the_cap_with_overflow_writes_nothing(
+        make_store: MakeStore, request_counter: RequestCounter) -> None:
+    store = await make_store(max_session_bytes=2_000_000)
+    session = store.new()
+    session["f"] = os.urandom(2_100_000)
+    with pytest.raises(SessionTooLargeError):
+        await store.save(session)
+    assert request_counter.count == 0
+
+
+async def test_5_mib_incompressible_session_round_trips_exactly(make_store: MakeStore) -> None:
+    store = await make_store()
+    session = store.new()
+    data: dict[str, Any] = {"f": os.urandom(5 * 2**20), "meta": {"name": "upload.bin"}}
+    session.update(data)
+    await store.save(session)
+    loaded = await store.get(session.id)
+    assert loaded is not None
+    assert dict(loaded) == data
+
+
+def test_64_mib_incompressible_session_round_trips_exactly(
+        azurite: AzuriteServer, storage_names: tuple[str, str]) -> None:
+    # Once, on the sync face (the async face shares every rule and ran 5 MiB above).
+    with tablesessions.SessionStore.from_connection_string(
+            azurite.connection_string, table_name=storage_names[0],
+            container_name=storage_names[1]) as store:
+        store.create_storage()
+        session = store.new()
+        session["f"] = payload = os.urandom(64 * 2**20)
+        store.save(session)
+        loaded = store.get(session.id)
+        assert loaded is not None
+        assert loaded["f"] == payload
