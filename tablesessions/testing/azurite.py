@@ -186,7 +186,12 @@ class AzuriteServer:
         self._reap()
 
     def kill(self) -> None:
-        """SIGKILL the process group at once, as a crash would."""
+        """SIGKILL the process group at once, as a crash would.
+
+        With ``location=``, Azurite 3.35 saves its table/blob metadata (LokiJS)
+        every 5 s and on SIGTERM, so writes from the last ~5 s before a kill are
+        lost; :meth:`stop` loses nothing.
+        """
         if self._process is not None:
             self._reap()
 
