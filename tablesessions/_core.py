@@ -28,7 +28,13 @@ from ._payload import (
     split,
 )
 from .config import StoreConfig
-from .exceptions import SessionConflictError, SessionDecodeError, SessionTooLargeError
+from .encryption import UndecryptableError
+from .exceptions import (
+    SessionConflictError,
+    SessionDecodeError,
+    SessionTamperedError,
+    SessionTooLargeError,
+)
 from .models import BlobPointer, Session, _Stored
 
 # Entity columns (see docs/data-format.md).
@@ -50,11 +56,13 @@ COL_LOCK_EXPIRES = "LockExpiresAt"
 LOCK_COLUMNS = (COL_LOCK_ID, COL_LOCKED_AT, COL_LOCK_EXPIRES)
 #: Columns owned by other features (the lease lock, user binding): a data write
 #: re-emits them as loaded, so a plain save never drops someone's lock.
-PRESERVED_COLUMNS = LOCK_COLUMNS
+PRESERVED_COLUMNS = (*LOCK_COLUMNS, "UserHash", "UserGeneration")
 
 #: The columns the sweeper and ``delete`` need: no payload.
 POINTER_COLUMNS = ("PartitionKey", "RowKey", COL_EXPIRES, COL_ABSOLUTE, COL_BLOB)
 KNOWN_CODECS = frozenset({CODEC_PLAIN, CODEC_ZLIB})
+#: "<codec>+aesgcm:<key id>" marks an encrypted payload.
+_SEALED = "+aesgcm:"
 
 
 def new_write_token() -> str:
@@ -123,13 +131,29 @@ class Rules:
         """Encode every key. :raises TypeError: naming the first unsupported key."""
         return {k: encode_key(k, v) for k, v in session._data.items()}
 
-    def pack(self, entries: Mapping[str, EncodedKey]) -> tuple[bytes, str]:
-        """Return (stored bytes, codec). :raises SessionTooLargeError: before any write."""
+    def pack(self, entries: Mapping[str, EncodedKey], row_key: str) -> tuple[bytes, str]:
+        """Return (stored bytes, codec): encoded, compressed when it pays, then
+        encrypted when a key ring is set. :raises SessionTooLargeError: before any write."""
         payload = assemble(entries)
         if len(payload) > self.config.max_session_bytes:
             raise SessionTooLargeError(len(payload), self.config.max_session_bytes)
-        return compress(payload, threshold=self.config.compress_threshold,
-                        level=self.config.compression_level)
+        stored, codec = compress(payload, threshold=self.config.compress_threshold,
+                                 level=self.config.compression_level)
+        ring = self.config.key_ring
+        if ring is None:
+            return stored, codec
+        sealed, kid = ring.encrypt(stored, self._aad(row_key, codec))
+        return sealed, f"{codec}{_SEALED}{kid}"
+
+    def _aad(self, row_key: str, codec: str) -> bytes:
+        # Binds a ciphertext to its app, row and format: copied elsewhere, it fails.
+        return "\x00".join(("tablesessions", self.config.app_name, row_key,
+                             str(FORMAT_VERSION), codec)).encode()
+
+    def key_id_of(self, entity: Mapping[str, Any]) -> str | None:
+        """The key id a row is encrypted under, or None for plaintext."""
+        _, sep, kid = str(entity.get(COL_CODEC)).partition(_SEALED)
+        return kid if sep else None
 
     def overflows(self, stored: bytes) -> bool:
         return len(stored) > self.config.inline_budget
@@ -143,9 +167,8 @@ class Rules:
 
     def entity(self, pk: str, rk: str, session: Session, stored: bytes, codec: str,
                pointer: BlobPointer | None, token: str, expires: dt.datetime) -> dict[str, Any]:
-        extra = session._stored.extra if session._stored else {}
         entity: dict[str, Any] = {
-            **extra,
+            **session._columns,
             "PartitionKey": pk,
             "RowKey": rk,
             COL_EXPIRES: expires,
@@ -153,19 +176,38 @@ class Rules:
             COL_CREATED: session.created_at,
             COL_VERSION: FORMAT_VERSION,
             COL_CODEC: codec,
-            COL_SIZE: len(stored),
             COL_TOKEN: token,
         }
-        if pointer is None:
-            columns = chunk_columns(stored)
-            entity[COL_CHUNKS] = len(columns)
-            entity.update(columns)
-        else:
-            entity[COL_CHUNKS] = 0
-            entity[COL_BLOB] = pointer.name
-            entity[COL_BLOB_SIZE] = pointer.size
-            entity[COL_BLOB_DIGEST] = pointer.digest
+        entity.update(self.payload_columns(stored, pointer))
         return entity
+
+    @staticmethod
+    def payload_columns(stored: bytes, pointer: BlobPointer | None) -> dict[str, Any]:
+        """The data columns: inline chunks, or an overflow pointer."""
+        if pointer is None:
+            columns: dict[str, Any] = chunk_columns(stored)
+            return {COL_SIZE: len(stored), COL_CHUNKS: len(columns), **columns}
+        return {COL_SIZE: len(stored), COL_CHUNKS: 0, COL_BLOB: pointer.name,
+                COL_BLOB_SIZE: pointer.size, COL_BLOB_DIGEST: pointer.digest}
+
+    def reseal(self, entity: Mapping[str, Any], stored: bytes) -> tuple[bytes, str]:
+        """Re-encrypt a stored payload under the primary key (key rotation, and
+        encrypting rows written before encryption was turned on).
+
+        :raises SessionTamperedError: when the current ciphertext fails to decrypt.
+        """
+        ring = self.config.key_ring
+        if ring is None:
+            raise ValueError("rotating keys needs a key_ring")
+        rk = str(entity.get("RowKey"))
+        codec, sealed, kid = str(entity.get(COL_CODEC)).partition(_SEALED)
+        if sealed:
+            try:
+                stored = ring.decrypt(stored, kid, self._aad(rk, codec))
+            except UndecryptableError as exc:
+                raise SessionTamperedError(str(exc)) from None
+        new, new_kid = ring.encrypt(stored, self._aad(rk, codec))
+        return new, f"{codec}{_SEALED}{new_kid}"
 
     # -- decoding --------------------------------------------------------------
     @staticmethod
@@ -193,8 +235,22 @@ class Rules:
             raise SessionDecodeError("overflow blob does not match its pointer's size and digest")
 
     def entries_of(self, entity: Mapping[str, Any], stored: bytes) -> dict[str, EncodedKey]:
-        """Decompress and split a stored payload. :raises SessionDecodeError:"""
-        codec = str(entity.get(COL_CODEC))
+        """Decrypt, decompress and split a stored payload.
+
+        :raises SessionTamperedError: when decryption fails or plaintext is refused.
+        :raises SessionDecodeError: for any other malformed payload.
+        """
+        codec, sealed, kid = str(entity.get(COL_CODEC)).partition(_SEALED)
+        ring = self.config.key_ring
+        if sealed:
+            if ring is None:
+                raise SessionTamperedError("payload is encrypted but no key ring is configured")
+            try:
+                stored = ring.decrypt(stored, kid, self._aad(str(entity.get("RowKey")), codec))
+            except UndecryptableError as exc:
+                raise SessionTamperedError(str(exc)) from None
+        elif ring is not None and not self.config.accept_plaintext:
+            raise SessionTamperedError("plaintext payload where encryption is required")
         if entity.get(COL_VERSION) != FORMAT_VERSION or codec not in KNOWN_CODECS:
             raise SessionDecodeError(f"unsupported format {entity.get(COL_VERSION)}/{codec}")
         try:
@@ -210,18 +266,17 @@ class Rules:
             raise SessionDecodeError(f"payload does not decode: {exc}") from exc
         expires = entity[COL_EXPIRES]
         stored = _Stored(etag=etag, digests={k: e.digest() for k, e in entries.items()},
-                         pointer=self.pointer_of(entity), expires_at=expires,
-                         extra=preserved_columns(entity))
+                         pointer=self.pointer_of(entity), expires_at=expires)
         return Session(session_id, data, created_at=entity[COL_CREATED], expires_at=expires,
-                       absolute_expires_at=entity[COL_ABSOLUTE], stored=stored)
+                       absolute_expires_at=entity[COL_ABSOLUTE], stored=stored,
+                       columns=preserved_columns(entity))
 
     # -- after a write -----------------------------------------------------------
     @staticmethod
     def mark_saved(session: Session, etag: str, entries: Mapping[str, EncodedKey],
                    pointer: BlobPointer | None, expires: dt.datetime) -> None:
-        extra = session._stored.extra if session._stored else {}
         session._stored = _Stored(etag=etag, digests={k: e.digest() for k, e in entries.items()},
-                                  pointer=pointer, expires_at=expires, extra=extra)
+                                  pointer=pointer, expires_at=expires)
         session.expires_at = expires
         session._changed.clear()
         session._force = False

@@ -19,6 +19,7 @@ from ._core import COL_EXPIRES, COL_LOCK_EXPIRES, COL_LOCK_ID, COL_LOCKED_AT, LO
 from ._effects import Op, ReadEntity, Sleep, UpdateEntity
 from ._ids import is_valid_session_id
 from ._ops import _forget, _load_entries, _update
+from ._users import is_revoked
 from .exceptions import LockTimeoutError, SessionConflictError
 from .models import Session
 
@@ -45,6 +46,8 @@ def acquire(rules: Rules, session_id: object, timeout: float, lease: float) -> O
         row = yield ReadEntity(pk, rk)
         now = rules.now()
         if row is None or not rules.is_live(row.entity, now):
+            return None
+        if (yield from is_revoked(rules, row.entity)):
             return None
         holder = row.entity.get(COL_LOCK_ID) or None
         until = row.entity.get(COL_LOCK_EXPIRES)
@@ -90,7 +93,8 @@ def release(rules: Rules, session: Session, *, save: bool) -> Op[None]:
     if stored is None or lock_id is None:
         return
     pk, rk = rules.keys(session.id)
-    stored.extra = {k: v for k, v in stored.extra.items() if k not in LOCK_COLUMNS}
+    for column in LOCK_COLUMNS:
+        session._columns.pop(column, None)
     entries = rules.encode_all(session)
     changed = rules.changed_keys(session, entries)
     if save and (changed or session._force):

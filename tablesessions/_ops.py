@@ -40,10 +40,12 @@ from ._effects import (
 )
 from ._ids import is_valid_session_id, log_id, new_session_id, row_key_for
 from ._payload import EncodedKey, decode_entries
-from .exceptions import SessionConflictError, SessionDecodeError
+from ._users import COL_USER, index_session, is_revoked
+from .exceptions import SessionConflictError, SessionDecodeError, SessionTamperedError
 from .models import BlobPointer, Session
 
 logger = logging.getLogger("tablesessions.store")
+security_logger = logging.getLogger("tablesessions.security")
 
 #: How often a reader re-reads the entity when the blob it points to was just
 #: replaced and deleted by a concurrent save, before calling it corruption.
@@ -63,7 +65,20 @@ def get(rules: Rules, session_id: object) -> Op[Session | None]:
         row = yield ReadEntity(pk, rk)
         if row is None or not rules.is_live(row.entity, rules.now()):
             return None
-        entries = yield from _load_entries(rules, row)
+        if (yield from is_revoked(rules, row.entity)):
+            return None
+        try:
+            entries = yield from _load_entries(rules, row)
+        except SessionDecodeError as exc:
+            # Unencrypted, a corrupt payload is the documented SessionDecodeError.
+            # Encrypted, any integrity failure is treated as tampering.
+            if not (isinstance(exc, SessionTamperedError) or rules.config.key_ring):
+                raise
+            # Once per occurrence, without data or the raw id: an operator can
+            # correlate the row key prefix with the table.
+            security_logger.warning("session %s: stored payload rejected (%s); treated as no "
+                                    "session", log_id(rk), exc)
+            return None
         if entries is not None:
             return rules.session_from(session_id, row.entity, row.etag, entries)
     raise SessionDecodeError("overflow blob kept disappearing; the pointer may be dangling")
@@ -102,7 +117,7 @@ def save(rules: Rules, session: Session) -> Op[None]:
 def _insert(rules: Rules, session: Session) -> Op[None]:
     pk, rk = rules.keys(session.id)
     entries = rules.encode_all(session)
-    stored, codec = rules.pack(entries)
+    stored, codec = rules.pack(entries, rk)
     pointer = yield from _upload_if_overflowing(rules, rk, stored)
     token, expires = new_write_token(), rules.next_expiry(session, rules.now())
     try:
@@ -149,7 +164,7 @@ def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
     etag, old_pointer = session._stored.etag, session._stored.pointer
     base = session._stored.digests
     for _ in range(config.max_merge_attempts):
-        stored, codec = rules.pack(entries)
+        stored, codec = rules.pack(entries, rk)
         pointer = yield from _upload_if_overflowing(rules, rk, stored)
         token, expires = new_write_token(), rules.next_expiry(session, rules.now())
         entity = rules.entity(pk, rk, session, stored, codec, pointer, token, expires)
@@ -184,10 +199,10 @@ def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
                 entries = rules.merge(fresh_entries, base, entries, changed, config.key_conflict)
                 base = {k: e.digest() for k, e in fresh_entries.items()}
                 _adopt(session, entries, changed)
-                extra = preserved_columns(fresh.entity)
+                columns = preserved_columns(fresh.entity)
                 if require_lock is not None:
-                    extra = {k: v for k, v in extra.items() if k not in LOCK_COLUMNS}
-                session._stored.extra = extra
+                    columns = {k: v for k, v in columns.items() if k not in LOCK_COLUMNS}
+                session._columns = columns
                 etag, old_pointer = fresh.etag, rules.pointer_of(fresh.entity)
                 continue
         if old_pointer is not None and old_pointer != pointer:
@@ -261,8 +276,12 @@ def regenerate(rules: Rules, session: Session) -> Op[Session]:
     """
     fresh = Session(new_session_id(), dict(session._data), created_at=session.created_at,
                     expires_at=session.expires_at,
-                    absolute_expires_at=session.absolute_expires_at)
+                    absolute_expires_at=session.absolute_expires_at,
+                    columns={k: v for k, v in session._columns.items()
+                             if k not in LOCK_COLUMNS})
     yield from _insert(rules, fresh)
+    if fresh._columns.get(COL_USER):
+        yield from index_session(rules, fresh, str(fresh._columns[COL_USER]))
     yield from delete(rules, session)
     return fresh
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ._limits import MAX_INLINE_BYTES, check_key
 from ._payload import DEFAULT_COMPRESS_THRESHOLD
+from .encryption import KeyRing
 from .retry import RetryPolicy
 
 # Environment variables (and, without the prefix, framework setting keys).
@@ -25,6 +26,7 @@ ENV_CONTAINER_NAME = "TABLESESSIONS_CONTAINER_NAME"
 ENV_APP_NAME = "TABLESESSIONS_APP_NAME"
 ENV_IDLE_TIMEOUT = "TABLESESSIONS_IDLE_TIMEOUT_SECONDS"
 ENV_ABSOLUTE_TIMEOUT = "TABLESESSIONS_ABSOLUTE_TIMEOUT_SECONDS"
+ENV_ENCRYPTION_KEYS = "TABLESESSIONS_ENCRYPTION_KEYS"
 
 Concurrency = Literal["merge", "strict", "overwrite"]
 KeyConflict = Literal["last_writer_wins", "raise"]
@@ -73,6 +75,12 @@ class StoreConfig:
         past the operation's deadline).
     :param transfer_rate: bytes/s assumed for blob transfers; the deadline of an
         operation moving N blob bytes grows by N / transfer_rate.
+    :param key_ring: encrypt payloads at rest (AES-256-GCM) with this
+        :class:`~tablesessions.encryption.KeyRing`; None stores them in the clear.
+    :param accept_plaintext: with a key ring, still read unencrypted payloads.
+        Only for the migration window after turning encryption on (run
+        ``tablesessions rotate-keys``, then set it back to False): otherwise
+        someone who can write the table could plant a plaintext session.
     :param clock: returns the current time as aware UTC; injectable for tests.
     :param client_options: extra keyword arguments for every Azure SDK client the
         store builds (e.g. ``transport=`` or ``raw_request_hook=``).
@@ -97,6 +105,8 @@ class StoreConfig:
     connection_timeout: float = 2.0
     read_timeout: float = 5.0
     transfer_rate: float = 8_000_000.0
+    key_ring: KeyRing | None = None
+    accept_plaintext: bool = False
     clock: Callable[[], dt.datetime] = utc_now
     client_options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -144,4 +154,6 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
                       (ENV_ABSOLUTE_TIMEOUT, "absolute_timeout")):
         if environ.get(env):
             out[name] = dt.timedelta(seconds=float(environ[env]))
+    if environ.get(ENV_ENCRYPTION_KEYS):
+        out["key_ring"] = KeyRing.from_string(environ[ENV_ENCRYPTION_KEYS])
     return out

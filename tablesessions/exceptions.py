@@ -43,6 +43,17 @@ class SessionDecodeError(TableSessionsError):
     """
 
 
+class SessionTamperedError(SessionDecodeError):
+    """An encrypted payload failed authentication: tampered, copied from another
+    session's row, plaintext where encryption is required, or under a key no
+    longer in the ring.
+
+    ``get`` turns this into "no session" and logs one WARNING on the
+    ``tablesessions.security`` logger (no data, no raw id); it is raised only
+    where a silent None would lose a write (``save`` merging onto such a row).
+    """
+
+
 class LockTimeoutError(TableSessionsError, TimeoutError):
     """``store.lock()`` could not take the lease before its ``timeout``.
 

@@ -25,8 +25,6 @@ class _Stored:
     digests: dict[str, bytes]
     pointer: BlobPointer | None
     expires_at: dt.datetime
-    #: columns kept as they are by data writes (lock and user-binding columns)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Session(MutableMapping[str, Any]):
@@ -41,7 +39,8 @@ class Session(MutableMapping[str, Any]):
     deadlines), ``absolute_expires_at`` and ``modified``.
     """
 
-    __slots__ = ("_changed", "_data", "_force", "_gone", "_stored", "absolute_expires_at",
+    __slots__ = ("_changed", "_columns", "_data", "_force", "_gone", "_stored",
+                 "absolute_expires_at",
                  "created_at", "expires_at", "id")
 
     def __init__(
@@ -53,6 +52,7 @@ class Session(MutableMapping[str, Any]):
         expires_at: dt.datetime,
         absolute_expires_at: dt.datetime,
         stored: _Stored | None = None,
+        columns: dict[str, Any] | None = None,
     ) -> None:
         self.id = session_id
         self.created_at = created_at
@@ -63,6 +63,9 @@ class Session(MutableMapping[str, Any]):
         self._force = False
         self._stored = stored
         self._gone = False
+        #: feature-owned entity columns (lease lock, user binding) that every
+        #: data write carries over as they are
+        self._columns: dict[str, Any] = dict(columns or {})
 
     # -- MutableMapping ---------------------------------------------------
     def __getitem__(self, key: str) -> Any:
@@ -119,7 +122,7 @@ class Session(MutableMapping[str, Any]):
     @property
     def lock_id(self) -> str | None:
         """The id of the lease lock this session was loaded under, if any."""
-        value = self._stored.extra.get("LockId") if self._stored else None
+        value = self._columns.get("LockId")
         return str(value) if value else None
 
 
@@ -143,8 +146,15 @@ class StorageStats:
 
 @dataclass(slots=True)
 class SweepReport:
-    """What one sweep run did. ``complete`` is False when the time budget ran out
-    (the next run resumes); ``skipped_locked`` when another sweeper held the lease."""
+    """What one sweep run did.
+
+    ``scanned`` counts the expired rows the queries returned; ``deleted`` those
+    deleted (in a dry run: that would be); ``skipped`` those left alone because
+    another request refreshed, changed or deleted them after the scan.
+    ``complete`` is False when the time budget ran out, the lease was lost or a
+    partition failed (the next run resumes there), and when the run was
+    ``skipped_locked`` because another sweeper held the lease.
+    """
 
     scanned: int = 0
     deleted: int = 0
@@ -157,6 +167,7 @@ class SweepReport:
     dry_run: bool = False
     requests: int = 0
     error_messages: list[str] = field(default_factory=list)
+    skipped: int = 0
 
     def to_dict(self) -> dict[str, object]:
         """Return a JSON-ready dict (durations in seconds)."""
@@ -165,6 +176,7 @@ class SweepReport:
             "deleted": self.deleted,
             "blobs_deleted": self.blobs_deleted,
             "orphans_deleted": self.orphans_deleted,
+            "skipped": self.skipped,
             "errors": self.errors,
             "duration": self.duration.total_seconds(),
             "complete": self.complete,

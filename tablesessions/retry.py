@@ -9,6 +9,7 @@ and ``AsyncRetrying`` in the async one.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,10 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
+        numbers = (self.initial_backoff, self.max_backoff, self.deadline)
+        # NaN compares false with everything, so it would slip past the range checks.
+        if not all(math.isfinite(n) for n in numbers):
+            raise ValueError("backoffs and deadline must be finite numbers")
         if self.initial_backoff < 0 or self.max_backoff < 0 or self.deadline <= 0:
             raise ValueError("backoffs must be >= 0 and deadline > 0")
 

@@ -39,6 +39,7 @@ from ._effects import (
     Row,
     Sleep,
 )
+from ._rotation import RotationReport
 from .config import StoreConfig
 from .models import Session, StorageStats, SweepReport
 from .retry import Deadline, RetryPolicy
@@ -224,6 +225,49 @@ class SessionStore(StoreBase):
             raise
         if session is not None:
             self._run(_lock.release(self._rules, session, save=True), per_call=True)
+
+    # -- users and keys ------------------------------------------------------------
+    def bind_user(self, session: Session, user_id: str) -> None:
+        """Tie ``session`` to a user, so :meth:`revoke_user` can end it, and save it.
+
+        Costs: the user record read (created on first use), one index insert and
+        the save. From then on each ``get`` of the session also reads the user
+        record (one more point read) to check it was not revoked.
+
+        :raises ValueError: for an empty or over-long ``user_id``.
+        """
+        from . import _ops, _users
+
+        def bind_and_save() -> Op[None]:
+            yield from _users.bind(self._rules, session, user_id)
+            yield from _ops.save(self._rules, session)
+
+        self._run(bind_and_save())
+
+    def revoke_user(self, user_id: str) -> None:
+        """End every session of the user on every instance: one conditional merge of
+        the user's generation, whatever the number of sessions ("log out everywhere")."""
+        from . import _users
+
+        self._run(_users.revoke(self._rules, user_id))
+
+    def user_sessions(self, user_id: str) -> list[dict[str, Any]]:
+        """List the user's live sessions: metadata only, identified by a row key prefix."""
+        from . import _users
+
+        return self._run(_users.sessions_of(self._rules, user_id), background=True)
+
+    def rotate_keys(self, *, time_budget: float | None = None,
+                    max_parallel: int = 4) -> RotationReport:
+        """Re-encrypt every session not yet under the key ring's primary key.
+
+        Resumable: run it again after a time-out or crash and it continues.
+        :raises ValueError: when the store has no ``key_ring``.
+        """
+        from . import _rotation
+
+        return self._run(_rotation.rotate_keys(self._rules, time_budget=time_budget,
+                                               max_parallel=max_parallel), background=True)
 
     # -- maintenance (tablesessions._admin) ----------------------------------------
     def sweep(self, *, dry_run: bool = False, time_budget: dt.timedelta | None = None,

@@ -67,7 +67,7 @@ def test_refresh_never_passes_the_absolute_deadline(clock: FakeClock) -> None:
 def test_oversized_payload_is_refused_before_any_write(clock: FakeClock) -> None:
     r = rules(clock, max_session_bytes=10_000)
     with pytest.raises(SessionTooLargeError) as info:
-        r.pack({"k": encode_key("k", os.urandom(20_000))})
+        r.pack({"k": encode_key("k", os.urandom(20_000))}, "rk")
     assert info.value.limit == 10_000 and info.value.size > 20_000
     assert "10,000" in str(info.value)
 
@@ -120,7 +120,7 @@ def test_merge_key_conflict_policy() -> None:
 
 
 def test_stored_state_is_a_private_detail() -> None:
-    assert "extra" in _Stored.__dataclass_fields__
+    assert "etag" in _Stored.__dataclass_fields__
 
 
 def test_clock_must_be_aware() -> None:
