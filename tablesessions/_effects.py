@@ -91,7 +91,8 @@ class PutBlob:
 
 @dataclass(frozen=True, slots=True)
 class ReadBlob:
-    """Download a blob. Result: bytes. Raises ``ResourceNotFoundError``."""
+    """Download a blob of (about) ``expected_size`` bytes. Result: a bytes-like
+    buffer. Raises ``ResourceNotFoundError``."""
 
     name: str
     expected_size: int = 0

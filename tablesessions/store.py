@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 from azure.core.exceptions import (
     HttpResponseError,
@@ -22,8 +22,8 @@ from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from . import _ops
 from ._base import StoreBase, env_source, make_config
-from ._calls import call_for
-from ._clients import default_endpoints, sdk_kwargs
+from ._calls import FixedBuffer, call_for
+from ._clients import blob_kwargs, default_endpoints, sdk_kwargs
 from ._driver import drive
 from ._effects import (
     BlobInfo,
@@ -96,7 +96,7 @@ class SessionStore(StoreBase):
                             credential=credential, **kw)
         container = ContainerClient(account_url=blob_endpoint,
                                     container_name=config.container_name,
-                                    credential=credential, **kw)
+                                    credential=credential, **blob_kwargs(config))
         self._setup(config, table, container, owned)
 
     def _setup(self, config: StoreConfig, table: TableClient, container: ContainerClient,
@@ -132,7 +132,7 @@ class SessionStore(StoreBase):
         kw = sdk_kwargs(config)
         table = TableClient.from_connection_string(conn_str, table_name=config.table_name, **kw)
         container = ContainerClient.from_connection_string(
-            conn_str, container_name=config.container_name, **kw)
+            conn_str, container_name=config.container_name, **blob_kwargs(config))
         store = cls.__new__(cls)
         store._setup(config, table, container, None)
         return store
@@ -385,8 +385,10 @@ class SessionStore(StoreBase):
         rows = [Row(ent, str(ent.metadata["etag"])) for ent in next(pages, [])]
         return rows, pages.continuation_token  # type: ignore[attr-defined]
 
-    def _read_blob(self, e: ReadBlob, **t: Any) -> bytes:
-        return bytes(self._container.download_blob(e.name, **t).readall())
+    def _read_blob(self, e: ReadBlob, **t: Any) -> bytearray:
+        sink = FixedBuffer(e.expected_size)
+        self._container.download_blob(e.name, **t).readinto(cast("IO[bytes]", sink))
+        return sink.result()
 
     def _list_blobs(self, e: ListBlobs, **t: Any) -> tuple[list[BlobInfo], str | None]:
         pages = self._container.list_blobs(name_starts_with=e.prefix, results_per_page=5000,

@@ -22,8 +22,8 @@ from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
 from .. import _ops
 from .._base import StoreBase, env_source, make_config
-from .._calls import call_for
-from .._clients import default_endpoints, sdk_kwargs
+from .._calls import FixedBuffer, call_for
+from .._clients import blob_kwargs, default_endpoints, sdk_kwargs
 from .._driver import adrive
 from .._effects import (
     BlobInfo,
@@ -83,7 +83,7 @@ class SessionStore(StoreBase):
                             credential=credential, **kw)
         container = ContainerClient(account_url=blob_endpoint,
                                     container_name=config.container_name,
-                                    credential=credential, **kw)
+                                    credential=credential, **blob_kwargs(config))
         self._setup(config, table, container, owned)
 
     def _setup(self, config: StoreConfig, table: TableClient, container: ContainerClient,
@@ -115,7 +115,7 @@ class SessionStore(StoreBase):
         kw = sdk_kwargs(config)
         table = TableClient.from_connection_string(conn_str, table_name=config.table_name, **kw)
         container = ContainerClient.from_connection_string(
-            conn_str, container_name=config.container_name, **kw)
+            conn_str, container_name=config.container_name, **blob_kwargs(config))
         store = cls.__new__(cls)
         store._setup(config, table, container, None)
         return store
@@ -353,9 +353,11 @@ class SessionStore(StoreBase):
             break
         return rows, pages.continuation_token  # type: ignore[attr-defined]
 
-    async def _read_blob(self, e: ReadBlob, **t: Any) -> bytes:
+    async def _read_blob(self, e: ReadBlob, **t: Any) -> bytearray:
+        sink = FixedBuffer(e.expected_size)
         downloader = await self._container.download_blob(e.name, **t)
-        return bytes(await downloader.readall())
+        await downloader.readinto(sink)
+        return sink.result()
 
     async def _list_blobs(self, e: ListBlobs, **t: Any) -> tuple[list[BlobInfo], str | None]:
         pages = self._container.list_blobs(name_starts_with=e.prefix, results_per_page=5000,
