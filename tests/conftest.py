@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 import tablesessions
 import tablesessions.aio
-from tablesessions.testing import AzuriteServer, RequestCounter
+from tablesessions import _ids, _ops
+from tablesessions.testing import ACCOUNT_KEY, AzuriteServer, RequestCounter
 
 
 class FakeClock:
@@ -49,6 +51,54 @@ class Face:
     def new(self) -> tablesessions.Session:
         session: tablesessions.Session = self.store.new()
         return session
+
+
+#: Data tests may store to prove it never reaches a log line.
+CANARY = "canary-secret-value-7f3a"
+
+
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(f"{record.name}: {record.getMessage()}")
+        except Exception:
+            self.lines.append(f"{record.name}: {record.msg!r}")
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Across the whole suite: no session id issued during a test, no account key
+    and no canary data may appear in any log record (ours at DEBUG, everyone
+    else's at INFO, where azure-core logs request URLs and headers)."""
+    issued: list[str] = []
+    real = _ids.new_session_id
+
+    def tracking() -> str:
+        sid = real()
+        issued.append(sid)
+        return sid
+
+    for module in (_ids, _ops):
+        monkeypatch.setattr(module, "new_session_id", tracking)
+    recorder = _Recorder()
+    root, ours = logging.getLogger(), logging.getLogger("tablesessions")
+    levels = root.level, ours.level
+    root.addHandler(recorder)
+    root.setLevel(logging.INFO)
+    ours.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(recorder)
+        root.setLevel(levels[0])
+        ours.setLevel(levels[1])
+    secrets = [*issued, ACCOUNT_KEY, CANARY]
+    leaks = [line for line in recorder.lines for s in secrets if s in line]
+    assert not leaks, f"secret material in log records: {leaks[:3]}"
 
 
 @pytest.fixture

@@ -6,15 +6,14 @@ import logging
 import os
 
 import pytest
-from azure.data.tables import TableClient
+from azure.data.tables import TableClient, UpdateMode
 
 from tablesessions.encryption import KeyRing
 from tablesessions.testing import AzuriteServer, RequestCounter
 
-from ..conftest import MakeStore
+from ..conftest import CANARY, MakeStore
 
 K1, K2 = KeyRing.generate_key(), KeyRing.generate_key()
-CANARY = "canary-secret-value-7f3a"
 
 
 def table(azurite: AzuriteServer, names: tuple[str, str]) -> TableClient:
@@ -55,7 +54,7 @@ async def test_ciphertext_moved_to_another_row_reads_as_no_session_and_is_logged
         target = dict(rows[row_key_for(attacker.id)])
         for column in ("D0", "Size", "Chunks", "Codec"):  # the admin ciphertext, whole
             target[column] = stolen[column]
-        raw.update_entity(target, mode="replace")
+        raw.update_entity(target, mode=UpdateMode.REPLACE)
     with caplog.at_level(logging.WARNING, logger="tablesessions.security"):
         assert await store.get(attacker.id) is None
     warnings = [r for r in caplog.records if r.name == "tablesessions.security"]
@@ -74,7 +73,7 @@ async def test_a_flipped_bit_reads_as_no_session(
     with table(azurite, storage_names) as raw:
         [row] = list(raw.list_entities())
         row["D0"] = bytes([row["D0"][0] ^ 1]) + row["D0"][1:]
-        raw.update_entity(row, mode="replace")
+        raw.update_entity(row, mode=UpdateMode.REPLACE)
     assert await store.get(session.id) is None
 
 
@@ -168,3 +167,26 @@ async def test_bad_user_ids_are_refused_before_storage(
     with pytest.raises(ValueError, match="user_id"):
         await store.bind_user(store.new(), "x" * 2000)
     assert request_counter.count == 0
+
+
+async def test_nothing_secret_is_logged_even_at_debug(
+        make_store: MakeStore, caplog: pytest.LogCaptureFixture) -> None:
+    """Every operation, failures included, with all loggers at DEBUG."""
+    store = await make_store(key_ring=KeyRing({"k1": K1}))
+    with caplog.at_level(logging.DEBUG):
+        session = store.new()
+        session["secret"] = CANARY
+        session["file"] = os.urandom(800_000)
+        await store.save(session)
+        loaded = await store.get(session.id)
+        loaded["secret"] = CANARY + "2"
+        await store.save(loaded)
+        stale = await store.get(session.id)
+        await store.delete(session.id)
+        stale["more"] = CANARY
+        await store.save(stale)  # deleted meanwhile: logged, not resurrected
+        await store.regenerate(store.new())
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "deleted" in text  # the suite really captured the store's own lines
+    assert session.id not in text
+    assert CANARY not in text
