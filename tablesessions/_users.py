@@ -19,14 +19,25 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+from azure.data.tables import TableTransactionError
 
 from ._core import COL_ABSOLUTE, COL_CREATED, COL_EXPIRES, Rules
-from ._effects import InsertEntity, Op, QueryPage, ReadEntity, UpdateEntity
+from ._effects import (
+    DeleteBatch,
+    DeleteEntity,
+    Effect,
+    InsertEntity,
+    Op,
+    QueryPage,
+    ReadEntity,
+    UpdateEntity,
+)
 from ._ids import partition_key_for, row_key_for
-from ._limits import MAX_QUERY_PAGE
+from ._limits import MAX_BATCH_OPERATIONS, MAX_QUERY_PAGE
 from .models import Session
 
 COL_USER = "UserHash"
@@ -142,3 +153,42 @@ def sessions_of(rules: Rules, user_id: str) -> Op[list[dict[str, Any]]]:
                         "overflowed": bool(row.entity.get("BlobName"))})
         if not token:
             return out
+
+
+#: Index entries past their session's absolute deadline, across all the app's
+#: per-user partitions: a PartitionKey range, not a table scan.
+_EXPIRED_INDEX = ("PartitionKey ge @lo and PartitionKey lt @hi and ExpiresAt lt @cutoff")
+
+
+def sweep_index(rules: Rules, cutoff: Any, *, dry_run: bool,
+                call: Callable[[Effect], Op[Any]]) -> Op[int]:
+    """Delete index entries whose session is past its absolute deadline (the
+    session itself is gone or about to be). Returns how many were (or would be)
+    deleted. ``call`` is the sweeper's counting wrapper around one effect."""
+    prefix = f"{rules.config.app_name}~u~"
+    params = {"lo": prefix, "hi": prefix + "g", "cutoff": cutoff}  # hex digits sort below "g"
+    by_partition: dict[str, list[tuple[str, str, str]]] = {}
+    token: Any = None
+    while True:
+        rows, token = yield from call(QueryPage(_EXPIRED_INDEX, params,
+                                                ("PartitionKey", "RowKey"), MAX_QUERY_PAGE,
+                                                token))
+        for row in rows:
+            pk = str(row.entity["PartitionKey"])
+            by_partition.setdefault(pk, []).append((pk, str(row.entity["RowKey"]), row.etag))
+        if not token:
+            break
+    deleted = 0
+    for entries in by_partition.values():
+        for start in range(0, len(entries), MAX_BATCH_OPERATIONS):
+            batch = tuple(entries[start:start + MAX_BATCH_OPERATIONS])
+            if not dry_run:
+                try:
+                    yield from call(DeleteBatch(batch))
+                except TableTransactionError:
+                    # One entry changed or went meanwhile: delete the rest singly.
+                    for pk, rk, etag in batch:
+                        with contextlib.suppress(ResourceModifiedError):
+                            yield from call(DeleteEntity(pk, rk, etag))
+            deleted += len(batch)
+    return deleted

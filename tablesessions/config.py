@@ -27,6 +27,8 @@ ENV_APP_NAME = "TABLESESSIONS_APP_NAME"
 ENV_IDLE_TIMEOUT = "TABLESESSIONS_IDLE_TIMEOUT_SECONDS"
 ENV_ABSOLUTE_TIMEOUT = "TABLESESSIONS_ABSOLUTE_TIMEOUT_SECONDS"
 ENV_ENCRYPTION_KEYS = "TABLESESSIONS_ENCRYPTION_KEYS"
+#: Read by the CLI's ``sweep`` and the Azure Function, not by the store.
+ENV_SWEEP_TIME_BUDGET = "TABLESESSIONS_SWEEP_TIME_BUDGET_SECONDS"
 
 Concurrency = Literal["merge", "strict", "overwrite"]
 KeyConflict = Literal["last_writer_wins", "raise"]

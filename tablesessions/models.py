@@ -166,6 +166,8 @@ class SweepReport:
     skipped_locked: bool = False
     dry_run: bool = False
     requests: int = 0
+    #: per-user index entries (``bind_user``) removed past their session's deadline
+    index_entries_deleted: int = 0
     error_messages: list[str] = field(default_factory=list)
     skipped: int = 0
 
@@ -183,5 +185,6 @@ class SweepReport:
             "skipped_locked": self.skipped_locked,
             "dry_run": self.dry_run,
             "requests": self.requests,
+            "index_entries_deleted": self.index_entries_deleted,
             "error_messages": list(self.error_messages),
         }

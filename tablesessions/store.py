@@ -280,9 +280,9 @@ class SessionStore(StoreBase):
         :param dry_run: count what would be deleted, delete nothing.
         :param max_parallel: partitions scanned at once.
         """
-        from . import _admin
+        from . import _sweep
 
-        return self._run(_admin.sweep(self._rules, dry_run=dry_run, time_budget=time_budget,
+        return self._run(_sweep.sweep(self._rules, dry_run=dry_run, time_budget=time_budget,
                                       orphan_grace=orphan_grace, max_parallel=max_parallel),
                          background=True)
 
@@ -360,9 +360,15 @@ class SessionStore(StoreBase):
             except Exception as exc:
                 return exc
 
-        with ThreadPoolExecutor(max_workers=effect.limit,
-                                thread_name_prefix="tablesessions") as pool:
-            return list(pool.map(one, effect.ops))
+        pool = ThreadPoolExecutor(max_workers=effect.limit, thread_name_prefix="tablesessions")
+        try:
+            results = list(pool.map(one, effect.ops))
+        except BaseException:
+            # Ctrl-C: don't sit out the partitions still in flight.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+        return results
 
     # -- effect handlers: the only place this face touches the SDK ----------------
     def _call(self, e: Effect, **t: Any) -> Any:
@@ -405,18 +411,22 @@ class SessionStore(StoreBase):
                 return None
             lease.renew(**t)
             return e.lease_id
-        with contextlib.suppress(ResourceExistsError):
-            blob.upload_blob(b"", overwrite=False, **t)
         # A proposed id makes a retried acquire idempotent: the service accepts
         # an acquire that repeats the current holder's id.
         lease = BlobLeaseClient(blob, lease_id=e.proposed_id or str(uuid.uuid4()))
-        try:
-            lease.acquire(lease_duration=e.seconds, **t)
-        except HttpResponseError as exc:
-            if exc.status_code == 409:
-                return None
-            raise
-        return str(lease.id)
+        for _ in range(2):
+            try:
+                lease.acquire(lease_duration=e.seconds, **t)
+                return str(lease.id)
+            except ResourceNotFoundError:
+                # First run (or a lifecycle rule removed it): create it, then acquire.
+                with contextlib.suppress(ResourceExistsError):
+                    blob.upload_blob(b"", overwrite=False, **t)
+            except HttpResponseError as exc:
+                if exc.status_code == 409:
+                    return None  # another holder
+                raise
+        return None
 
     def _create_storage(self, e: CreateStorage, **t: Any) -> None:
         with contextlib.suppress(ResourceExistsError):

@@ -243,9 +243,9 @@ class SessionStore(StoreBase):
         :param dry_run: count what would be deleted, delete nothing.
         :param max_parallel: partitions scanned at once.
         """
-        from .. import _admin
+        from .. import _sweep
 
-        return await self._run(_admin.sweep(self._rules, dry_run=dry_run, time_budget=time_budget,
+        return await self._run(_sweep.sweep(self._rules, dry_run=dry_run, time_budget=time_budget,
                                       orphan_grace=orphan_grace, max_parallel=max_parallel),
                          background=True)
 
@@ -377,16 +377,19 @@ class SessionStore(StoreBase):
                 return None
             await lease.renew(**t)
             return e.lease_id
-        with contextlib.suppress(ResourceExistsError):
-            await blob.upload_blob(b"", overwrite=False, **t)
         lease = BlobLeaseClient(blob, lease_id=e.proposed_id or str(uuid.uuid4()))
-        try:
-            await lease.acquire(lease_duration=e.seconds, **t)
-        except HttpResponseError as exc:
-            if exc.status_code == 409:
-                return None
-            raise
-        return str(lease.id)
+        for _ in range(2):
+            try:
+                await lease.acquire(lease_duration=e.seconds, **t)
+                return str(lease.id)
+            except ResourceNotFoundError:
+                with contextlib.suppress(ResourceExistsError):
+                    await blob.upload_blob(b"", overwrite=False, **t)
+            except HttpResponseError as exc:
+                if exc.status_code == 409:
+                    return None
+                raise
+        return None
 
     async def _create_storage(self, e: CreateStorage, **t: Any) -> None:
         with contextlib.suppress(ResourceExistsError):

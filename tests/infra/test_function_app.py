@@ -281,6 +281,7 @@ def test_run_sweep_with_explicit_environ_and_past_due_timer(
     json.dumps(result)  # JSON-ready
 
     caplog.set_level(logging.INFO, logger=SWEEPER_LOGGER)
+    caplog.clear()  # count only the timer run's report, not run_sweep's above
     function_app.sweep_expired_sessions(TimerRequest(past_due=True))
     assert any(
         r.name == SWEEPER_LOGGER and r.levelno == logging.WARNING and "past due" in r.getMessage()

@@ -11,7 +11,7 @@ from azure.data.tables import TableClient, UpdateMode
 from tablesessions.encryption import KeyRing
 from tablesessions.testing import AzuriteServer, RequestCounter
 
-from ..conftest import CANARY, MakeStore
+from ..conftest import CANARY, FakeClock, MakeStore
 
 K1, K2 = KeyRing.generate_key(), KeyRing.generate_key()
 
@@ -190,3 +190,25 @@ async def test_nothing_secret_is_logged_even_at_debug(
     assert "deleted" in text  # the suite really captured the store's own lines
     assert session.id not in text
     assert CANARY not in text
+
+
+async def test_the_sweeper_removes_index_entries_past_their_session(
+        make_store: MakeStore, clock: FakeClock, azurite: AzuriteServer,
+        storage_names: tuple[str, str]) -> None:
+    import datetime as dt
+
+    store = await make_store(idle_timeout=dt.timedelta(minutes=5),
+                             absolute_timeout=dt.timedelta(minutes=30))
+    old = store.new()
+    await store.bind_user(old, "dave")
+    clock.advance(dt.timedelta(minutes=20))
+    live = store.new()
+    await store.bind_user(live, "dave")
+    clock.advance(dt.timedelta(minutes=15))  # old's absolute deadline has passed
+    report = await store.sweep()
+    assert report.index_entries_deleted == 1
+    with table(azurite, storage_names) as raw:
+        index = [r for r in raw.list_entities() if "~u~" in r["PartitionKey"]]
+    from tablesessions._ids import row_key_for
+
+    assert [r["RowKey"] for r in index] == [row_key_for(live.id)]

@@ -1,0 +1,442 @@
+"""The ``tablesessions`` command: create storage, sweep, stats and inspect.
+
+It uses the public API only: the store comes from ``SessionStore.from_env`` over
+the process environment, with the command-line flags written over the
+``TABLESESSIONS_*`` variables they stand for (see ``tablesessions.config``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from azure.core.exceptions import AzureError, HttpResponseError
+
+from . import SessionStore, TableSessionsError, __version__, is_valid_session_id
+from .config import (
+    ENV_APP_NAME,
+    ENV_BLOB_ENDPOINT,
+    ENV_CONNECTION_STRING,
+    ENV_CONTAINER_NAME,
+    ENV_ENCRYPTION_KEYS,
+    ENV_SWEEP_TIME_BUDGET,
+    ENV_TABLE_ENDPOINT,
+    ENV_TABLE_NAME,
+)
+
+#: The sweep finished everything and every command did what it was asked.
+EXIT_OK = 0
+#: Partial: the sweep hit its time budget, lost its lease or had errors (the next
+#: run resumes), or ``inspect`` found no session with that id.
+EXIT_INCOMPLETE = 1
+#: Bad usage or configuration: unknown flag, missing connection settings, bad
+#: names, an argument that is not a session id. Nothing was sent to storage.
+EXIT_USAGE = 2
+#: Not an error: another sweeper holds the lease, so this one did nothing.
+EXIT_LOCKED = 3
+#: Storage or authentication failure (unreachable endpoint, 403, missing table...).
+EXIT_STORAGE = 4
+#: Interrupted (Ctrl-C); a sweeper's lease lapses within 60 s.
+EXIT_INTERRUPTED = 130
+
+_EXIT_CODES = f"""exit codes:
+  {EXIT_OK}    success (a sweep that finished all its work)
+  {EXIT_INCOMPLETE}    partial: the sweep hit its time budget or had errors (the next run
+       resumes), or inspect found no such session
+  {EXIT_USAGE}    usage or configuration error (nothing was sent to storage)
+  {EXIT_LOCKED}    not an error: another sweeper holds the lease; nothing was done
+  {EXIT_STORAGE}    storage or authentication failure
+  {EXIT_INTERRUPTED}  interrupted"""
+
+_FLAG_ENV = (
+    ("connection_string", ENV_CONNECTION_STRING),
+    ("table_endpoint", ENV_TABLE_ENDPOINT),
+    ("blob_endpoint", ENV_BLOB_ENDPOINT),
+    ("table_name", ENV_TABLE_NAME),
+    ("container_name", ENV_CONTAINER_NAME),
+    ("app_name", ENV_APP_NAME),
+)
+_SWEEPER_LOGGER = "tablesessions.sweeper"
+
+
+class _UsageError(Exception):
+    """A command's argument is unusable: exit 2."""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("seconds must be a finite number >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    # The global options work before or after the command: SUPPRESS keeps a
+    # subparser from overwriting a value given before the command.
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("storage (flags override the environment)")
+    g.add_argument("--connection-string", default=argparse.SUPPRESS, metavar="STR",
+                   help=f"storage connection string [{ENV_CONNECTION_STRING}]")
+    g.add_argument("--table-endpoint", default=argparse.SUPPRESS, metavar="URL",
+                   help=f"Table endpoint, with DefaultAzureCredential [{ENV_TABLE_ENDPOINT}]")
+    g.add_argument("--blob-endpoint", default=argparse.SUPPRESS, metavar="URL",
+                   help=f"Blob endpoint, with DefaultAzureCredential [{ENV_BLOB_ENDPOINT}]")
+    g.add_argument("--table-name", default=argparse.SUPPRESS, metavar="NAME",
+                   help=f"sessions table (default: sessions) [{ENV_TABLE_NAME}]")
+    g.add_argument("--container-name", default=argparse.SUPPRESS, metavar="NAME",
+                   help=f"overflow container (default: sessions-overflow) [{ENV_CONTAINER_NAME}]")
+    g.add_argument("--app-name", default=argparse.SUPPRESS, metavar="NAME",
+                   help=f"app whose sessions to act on (default: default) [{ENV_APP_NAME}]")
+    g.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="print one JSON object on stdout")
+
+    parser = argparse.ArgumentParser(
+        prog="tablesessions", parents=[common], epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Manage tablesessions storage: create it, sweep expired sessions, "
+                    "count and inspect sessions.")
+    parser.add_argument("--version", action="version", version=f"tablesessions {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("init", parents=[common], help="create the table and the container",
+                   description="Create the table and the overflow container if missing.")
+    sweep = sub.add_parser(
+        "sweep", parents=[common], help="delete expired sessions and orphan blobs",
+        epilog=_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Delete expired sessions, their blobs and orphan blobs. One sweeper "
+                    "runs at a time (a blob lease); an unfinished run resumes next time.")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="count what would be deleted; delete nothing, take no lease")
+    sweep.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
+                       help=f"stop after about this long (default: no limit) "
+                            f"[{ENV_SWEEP_TIME_BUDGET}]")
+    sweep.add_argument("--orphan-grace", type=_seconds, metavar="SECONDS", default=3600.0,
+                       help="only delete orphan blobs older than this (default: 3600)")
+    sweep.add_argument("--max-parallel", type=_positive_int, metavar="N", default=4,
+                       help="partitions swept at once (default: 4)")
+    sub.add_parser("stats", parents=[common], help="count sessions, bytes and sizes",
+                   description="Count sessions, expired ones, bytes, overflowed ones and a "
+                               "size histogram (reads no payloads).")
+    inspect = sub.add_parser(
+        "inspect", parents=[common], help="show one session's metadata",
+        description="Show one session's metadata (also when expired). The id is never "
+                    "printed: only its row key's prefix.")
+    inspect.add_argument("session_id", metavar="SESSION_ID",
+                         help="the session id, or - to read it from stdin (keeps it out of "
+                              "shell history and the process list)")
+    inspect.add_argument("--show-data", action="store_true",
+                         help="also decode and print the session's data")
+    rotate = sub.add_parser(
+        "rotate-keys", parents=[common], help="re-encrypt sessions under the newest key",
+        description=f"Re-encrypt every session not yet under the key ring's primary (first) "
+                    f"key, overflow blobs included. Keys come from {ENV_ENCRYPTION_KEYS}. "
+                    "Resumable: run it again after a time-out or crash.")
+    rotate.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
+                        help="stop after about this long (default: no limit)")
+    for name, text in (("revoke", "end every session of a user (log out everywhere)"),
+                       ("sessions", "list a user's live sessions (metadata only)")):
+        user_cmd = sub.add_parser(name, parents=[common], help=text, description=text + ".")
+        user_cmd.add_argument("--user", required=True, metavar="USER_ID",
+                              help="the user id given to bind_user, or - to read it from stdin")
+    return parser
+
+
+def _environ(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment with the flags written over the variables they stand for."""
+    env = dict(environ)
+    for flag, name in _FLAG_ENV:
+        value = getattr(args, flag, None)
+        if value:
+            env[name] = value
+    if not getattr(args, "connection_string", None) and (
+            getattr(args, "table_endpoint", None) or getattr(args, "blob_endpoint", None)):
+        env.pop(ENV_CONNECTION_STRING, None)  # explicit endpoints beat an inherited string
+    return env
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray)):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+class _Output:
+    def __init__(self, as_json: bool, stdout: TextIO, stderr: TextIO) -> None:
+        self.as_json = as_json
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def result(self, obj: Mapping[str, Any], lines: list[str]) -> None:
+        if self.as_json:
+            self.stdout.write(json.dumps(obj, default=_jsonable, sort_keys=True) + "\n")
+        else:
+            self.stdout.write("\n".join(lines) + "\n")
+
+    def fail(self, code: int, message: str) -> int:
+        self.stderr.write(f"tablesessions: {message}\n")
+        if self.as_json:
+            self.stdout.write(json.dumps({"error": message, "exit_code": code}) + "\n")
+        return code
+
+
+class _ProgressLine(logging.Handler):
+    """A one-line progress bar on a TTY, fed by the sweeper's progress records."""
+
+    WIDTH = 20
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(logging.DEBUG)
+        self.stream = stream
+        self.started = time.monotonic()
+        self.shown = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        snap = getattr(record, "sweep_progress", None)
+        if not isinstance(snap, dict):
+            return
+        done, total = int(snap.get("done", 0)), max(int(snap.get("total", 0)), 1)
+        filled = min(self.WIDTH, self.WIDTH * done // total)
+        line = (f"sweeping [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} "
+                f"{int(snap.get('scanned', 0)):,} expired found, "
+                f"{int(snap.get('deleted', 0)):,} deleted, "
+                f"{time.monotonic() - self.started:.0f}s")
+        self.stream.write("\r" + line.ljust(self.shown))
+        self.stream.flush()
+        self.shown = len(line)
+
+    def finish(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * self.shown + "\r")
+            self.stream.flush()
+
+
+@contextmanager
+def _progress(stream: TextIO) -> Iterator[None]:
+    """Show sweep progress on ``stream`` while inside, if it is a terminal."""
+    if not stream.isatty():
+        yield
+        return
+    logger = logging.getLogger(_SWEEPER_LOGGER)
+    handler = _ProgressLine(stream)
+    level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.DEBUG:
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.finish()
+
+
+# -- commands --------------------------------------------------------------------
+
+
+def _init(store: SessionStore, args: argparse.Namespace, out: _Output) -> int:
+    store.create_storage()
+    out.result({"table": store.table_name, "container": store.container_name, "ready": True},
+               [f"table {store.table_name!r} and container {store.container_name!r} are ready"])
+    return EXIT_OK
+
+
+def _sweep(store: SessionStore, args: argparse.Namespace, out: _Output) -> int:
+    seconds = args.time_budget
+    if seconds is None and os.environ.get(ENV_SWEEP_TIME_BUDGET):
+        try:
+            seconds = _seconds(os.environ[ENV_SWEEP_TIME_BUDGET])
+        except argparse.ArgumentTypeError as exc:
+            raise _UsageError(f"{ENV_SWEEP_TIME_BUDGET}: {exc}") from None
+    budget = None if seconds is None else dt.timedelta(seconds=seconds)
+    with _progress(out.stderr):
+        report = store.sweep(dry_run=args.dry_run, time_budget=budget,
+                             orphan_grace=dt.timedelta(seconds=args.orphan_grace),
+                             max_parallel=args.max_parallel)
+    if report.skipped_locked:
+        code, state = EXIT_LOCKED, "skipped: another sweeper holds the lease"
+    elif report.errors or not report.complete:
+        code = EXIT_INCOMPLETE
+        state = "incomplete: the next run resumes" if not report.errors else "finished with errors"
+    else:
+        code, state = EXIT_OK, "complete"
+    verb = "would be deleted" if report.dry_run else "deleted"
+    lines = [f"sweep of app {store.config.app_name!r}{' (dry run)' if report.dry_run else ''}: "
+             f"{state}"]
+    lines += _table([
+        ("expired sessions found", f"{report.scanned:,}"),
+        (f"sessions {verb}", f"{report.deleted:,}"),
+        (f"blobs {verb}", f"{report.blobs_deleted:,}"),
+        (f"orphan blobs {verb}", f"{report.orphans_deleted:,}"),
+        ("kept (changed meanwhile)", f"{report.skipped:,}"),
+        ("errors", f"{report.errors:,}"),
+        ("storage requests", f"{report.requests:,}"),
+        ("duration", f"{report.duration.total_seconds():.1f} s"),
+    ])
+    lines += [f"  error: {m}" for m in report.error_messages]
+    out.result(report.to_dict(), lines)
+    return code
+
+
+def _stats(store: SessionStore, args: argparse.Namespace, out: _Output) -> int:
+    stats = store.storage_stats()
+    lines = [f"app {store.config.app_name!r} in table {store.table_name!r}:"]
+    lines += _table([("sessions", f"{stats.sessions:,}"), ("expired", f"{stats.expired:,}"),
+                     ("bytes", f"{stats.bytes:,}"), ("overflowed", f"{stats.overflowed:,}")])
+    lines.append("  sessions by stored size:")
+    lines += _table([(label, f"{count:,}") for label, count in stats.histogram.items()],
+                    indent=4)
+    out.result(stats.to_dict(), lines)
+    return EXIT_OK
+
+
+def _inspect(store: SessionStore, args: argparse.Namespace, out: _Output) -> int:
+    session_id = sys.stdin.readline().strip() if args.session_id == "-" else args.session_id
+    if not is_valid_session_id(session_id):
+        # The value is never echoed: it may be a real (if mangled) session token.
+        raise _UsageError("that is not a session id (43 URL-safe base64 characters); "
+                          "the value is not shown")
+    info = store.inspect(session_id, show_data=args.show_data)
+    if info is None:
+        return out.fail(EXIT_INCOMPLETE, "no session with that id (the value is not shown)")
+    lines = [f"session {info['row_key_prefix']}... (row key prefix)"]
+    rows = []
+    for key, value in info.items():
+        if key in ("row_key_prefix", "data"):
+            continue
+        if isinstance(value, Mapping):
+            text = ", ".join(f"{k}={_plain(v)}" for k, v in value.items())
+        else:
+            text = _plain(value)
+        rows.append((key.replace("_", " "), text))
+    lines += _table(rows)
+    if "data" in info:
+        lines.append("  data:")
+        text = json.dumps(info["data"], default=_jsonable, indent=2, sort_keys=True)
+        lines.extend("    " + line for line in text.splitlines())
+    out.result(info, lines)
+    return EXIT_OK
+
+
+def _rotate(store: SessionStore, args: argparse.Namespace, out: _Output) -> int:
+    if store.config.key_ring is None:
+        raise _UsageError(f"rotate-keys needs keys in {ENV_ENCRYPTION_KEYS} "
+                          "(id:base64key,...; the first is the primary)")
+    report = store.rotate_keys(time_budget=args.time_budget)
+    state = "complete" if report.complete and not report.errors else "incomplete: run it again"
+    lines = [f"key rotation of app {store.config.app_name!r} to key "
+             f"{report.primary!r}: {state}"]
+    lines += _table([("sessions scanned", f"{report.scanned:,}"),
+                     ("re-encrypted", f"{report.rotated:,}"),
+                     ("skipped (changed meanwhile)", f"{report.skipped:,}"),
+                     ("errors", f"{report.errors:,}")])
+    out.result(report.to_dict(), lines)
+    return EXIT_OK if report.complete and not report.errors else EXIT_INCOMPLETE
+
+
+def _user_id(args: argparse.Namespace) -> str:
+    user = sys.stdin.readline().strip() if args.user == "-" else args.user
+    if not user:
+        raise _UsageError("--user needs a non-empty user id")
+    return str(user)
+
+
+def _revoke(store: SessionStore, args: argparse.Namespace, out: _Output) -> int:
+    store.revoke_user(_user_id(args))
+    out.result({"revoked": True}, ["revoked: every session of that user has ended"])
+    return EXIT_OK
+
+
+def _sessions(store: SessionStore, args: argparse.Namespace, out: _Output) -> int:
+    found = store.user_sessions(_user_id(args))
+    lines = [f"{len(found)} live session(s)"]
+    lines += [f"  {s['session']}...  created {_plain(s['created_at'])}  "
+              f"expires {_plain(s['expires_at'])}  {s['size']} bytes"
+              f"{'  (overflowed)' if s['overflowed'] else ''}" for s in found]
+    out.result({"sessions": found}, lines)
+    return EXIT_OK
+
+
+def _plain(value: Any) -> str:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return str(value)
+    return str(_jsonable(value))
+
+
+def _table(rows: list[tuple[str, str]], indent: int = 2) -> list[str]:
+    width = max((len(label) for label, _ in rows), default=0)
+    return [f"{' ' * indent}{label:<{width}}  {value}" for label, value in rows]
+
+
+_COMMANDS: dict[str, Callable[[SessionStore, argparse.Namespace, _Output], int]] = {
+    "init": _init, "sweep": _sweep, "stats": _stats, "inspect": _inspect,
+    "rotate-keys": _rotate, "revoke": _revoke, "sessions": _sessions,
+}
+
+
+def _storage_message(exc: AzureError) -> str:
+    """One line, no traceback: the error class, status and code, and the first line."""
+    detail = type(exc).__name__
+    if isinstance(exc, HttpResponseError):
+        if exc.status_code:
+            detail += f" {exc.status_code}"
+        headers = getattr(exc.response, "headers", None) or {}
+        code = getattr(exc, "error_code", None) or headers.get("x-ms-error-code")
+        if code:
+            detail += f" {getattr(code, 'value', code)}"
+    first = (str(exc.message or exc).strip().splitlines() or [""])[0][:300]
+    return f"storage error ({detail}): {first}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``tablesessions`` command; return its exit code (see ``--help``)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    out = _Output(bool(getattr(args, "json", False)), sys.stdout, sys.stderr)
+    try:
+        store = SessionStore.from_env(_environ(args, os.environ))
+    except (ValueError, TypeError) as exc:
+        return out.fail(EXIT_USAGE, f"configuration error: {exc} (flags: --connection-string, "
+                                    "or --table-endpoint and --blob-endpoint)")
+    try:
+        with store:
+            return _COMMANDS[args.command](store, args, out)
+    except _UsageError as exc:
+        return out.fail(EXIT_USAGE, str(exc))
+    except AzureError as exc:
+        return out.fail(EXIT_STORAGE, _storage_message(exc))
+    except TableSessionsError as exc:
+        return out.fail(EXIT_INCOMPLETE, f"error: {exc}")
+    except KeyboardInterrupt:
+        return out.fail(EXIT_INTERRUPTED, "interrupted")
