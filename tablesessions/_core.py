@@ -21,7 +21,6 @@ from ._payload import (
     assemble,
     chunk_columns,
     compress,
-    decode_entries,
     decompress,
     encode_key,
     join_columns,
@@ -35,7 +34,7 @@ from .exceptions import (
     SessionTamperedError,
     SessionTooLargeError,
 )
-from .models import BlobPointer, Session, _Stored
+from .models import PENDING, BlobPointer, Session, _Stored
 
 # Entity columns (see docs/data-format.md).
 COL_EXPIRES = "ExpiresAt"
@@ -128,8 +127,22 @@ class Rules:
 
     # -- encoding ------------------------------------------------------------
     def encode_all(self, session: Session) -> dict[str, EncodedKey]:
-        """Encode every key. :raises TypeError: naming the first unsupported key."""
-        return {k: encode_key(k, v) for k, v in session._data.items()}
+        """Each key's encoding, re-encoding only what may have changed: keys set or
+        deleted, and container values that were read (and so may have been
+        mutated in place). Untouched keys reuse their loaded encoding, undecoded.
+
+        :raises TypeError: naming the first unsupported key.
+        """
+        stored = session._stored.entries if session._stored else {}
+        out: dict[str, EncodedKey] = {}
+        for key, value in session._data.items():
+            if value is PENDING:
+                out[key] = stored[key]
+            elif key in stored and key not in session._changed and key not in session._read:
+                out[key] = stored[key]  # an immutable value, only read: unchanged
+            else:
+                out[key] = encode_key(key, value)
+        return out
 
     def pack(self, entries: Mapping[str, EncodedKey], row_key: str) -> tuple[bytes, str]:
         """Return (stored bytes, codec): encoded, compressed when it pays, then
@@ -260,13 +273,11 @@ class Rules:
 
     def session_from(self, session_id: str, entity: Mapping[str, Any], etag: str,
                      entries: Mapping[str, EncodedKey]) -> Session:
-        try:
-            data = decode_entries(entries)
-        except (ValueError, TypeError) as exc:
-            raise SessionDecodeError(f"payload does not decode: {exc}") from exc
+        # Values decode lazily, on first access (``Session.__getitem__``).
+        data = dict.fromkeys(entries, PENDING)
         expires = entity[COL_EXPIRES]
-        stored = _Stored(etag=etag, digests={k: e.digest() for k, e in entries.items()},
-                         pointer=self.pointer_of(entity), expires_at=expires)
+        stored = _Stored(etag=etag, entries=dict(entries), pointer=self.pointer_of(entity),
+                         expires_at=expires)
         return Session(session_id, data, created_at=entity[COL_CREATED], expires_at=expires,
                        absolute_expires_at=entity[COL_ABSOLUTE], stored=stored,
                        columns=preserved_columns(entity))
@@ -275,24 +286,25 @@ class Rules:
     @staticmethod
     def mark_saved(session: Session, etag: str, entries: Mapping[str, EncodedKey],
                    pointer: BlobPointer | None, expires: dt.datetime) -> None:
-        session._stored = _Stored(etag=etag, digests={k: e.digest() for k, e in entries.items()},
-                                  pointer=pointer, expires_at=expires)
+        session._stored = _Stored(etag=etag, entries=dict(entries), pointer=pointer,
+                                  expires_at=expires)
+        session._read.clear()
         session.expires_at = expires
         session._changed.clear()
         session._force = False
 
     # -- change tracking and merge ---------------------------------------------------
-    def changed_keys(self, session: Session, entries: Mapping[str, EncodedKey]) -> set[str]:
+    @staticmethod
+    def changed_keys(session: Session, entries: Mapping[str, EncodedKey]) -> set[str]:
         """Keys this request set, deleted or mutated in place, by encoding."""
-        base = session._stored.digests if session._stored else {}
-        changed = {k for k in session._changed
-                   if k not in entries or base.get(k) != entries[k].digest()}
-        changed |= {k for k in base if k not in entries}
-        changed |= {k for k, e in entries.items() if base.get(k) != e.digest()}
+        base = session._stored.entries if session._stored else {}
+        changed = {k for k in base if k not in entries}
+        # Reused encodings are the same objects: the comparison is an identity check.
+        changed |= {k for k, e in entries.items() if base.get(k) != e}
         return changed
 
     @staticmethod
-    def merge(fresh: Mapping[str, EncodedKey], base: Mapping[str, bytes],
+    def merge(fresh: Mapping[str, EncodedKey], base: Mapping[str, EncodedKey],
               ours: Mapping[str, EncodedKey], changed: set[str], policy: str
               ) -> dict[str, EncodedKey]:
         """Re-apply this request's changed keys onto the fresh stored copy.
@@ -302,8 +314,7 @@ class Rules:
         """
         merged = dict(fresh)
         for key in sorted(changed):
-            theirs = fresh[key].digest() if key in fresh else None
-            mine = ours[key].digest() if key in ours else None
+            theirs, mine = fresh.get(key), ours.get(key)
             if theirs != base.get(key) and theirs != mine and policy == "raise":
                 raise SessionConflictError(f"session key {key!r} was changed by another request")
             if key in ours:
@@ -319,13 +330,13 @@ def preserved_columns(entity: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def changed_in_place(session: Session) -> set[str]:
-    """Keys whose container values were mutated since load (``Session.modified``)."""
+    """Keys whose container values were mutated since load (``Session.modified``).
+
+    Only containers handed out by ``__getitem__`` can have changed without
+    ``__setitem__``; scalars are immutable and pending values were never seen.
+    """
     if session._stored is None:
         return set()
-    base = session._stored.digests
-    out = set()
-    for key, value in session._data.items():
-        # Only containers can change without __setitem__; scalars are immutable.
-        if isinstance(value, (dict, list)) and base.get(key) != encode_key(key, value).digest():
-            out.add(key)
-    return out
+    base = session._stored.entries
+    return {key for key in session._read - session._changed
+            if key in session._data and base.get(key) != encode_key(key, session._data[key])}

@@ -39,10 +39,10 @@ from ._effects import (
     UpdateEntity,
 )
 from ._ids import is_valid_session_id, log_id, new_session_id, row_key_for
-from ._payload import EncodedKey, decode_entries
+from ._payload import EncodedKey
 from ._users import COL_USER, index_session, is_revoked
 from .exceptions import SessionConflictError, SessionDecodeError, SessionTamperedError
-from .models import BlobPointer, Session
+from .models import PENDING, BlobPointer, Session
 
 logger = logging.getLogger("tablesessions.store")
 security_logger = logging.getLogger("tablesessions.security")
@@ -162,7 +162,7 @@ def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
     pk, rk = rules.keys(session.id)
     config = rules.config
     etag, old_pointer = session._stored.etag, session._stored.pointer
-    base = session._stored.digests
+    base = session._stored.entries
     for _ in range(config.max_merge_attempts):
         stored, codec = rules.pack(entries, rk)
         pointer = yield from _upload_if_overflowing(rules, rk, stored)
@@ -197,8 +197,8 @@ def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
                 if fresh_entries is None:
                     continue  # its blob was replaced again: re-read next round
                 entries = rules.merge(fresh_entries, base, entries, changed, config.key_conflict)
-                base = {k: e.digest() for k, e in fresh_entries.items()}
-                _adopt(session, entries, changed)
+                base = fresh_entries
+                _adopt(session, entries, fresh_entries, changed)
                 columns = preserved_columns(fresh.entity)
                 if require_lock is not None:
                     columns = {k: v for k, v in columns.items() if k not in LOCK_COLUMNS}
@@ -212,12 +212,16 @@ def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
     raise SessionConflictError(f"gave up merging after {config.max_merge_attempts} attempts")
 
 
-def _adopt(session: Session, merged: dict[str, EncodedKey], changed: set[str]) -> None:
-    """Make the in-memory session show the merged state: our keys, their others."""
-    theirs = decode_entries({k: e for k, e in merged.items() if k not in changed})
-    data = {k: session._data[k] if k in changed else theirs[k] for k in merged}
+def _adopt(session: Session, merged: dict[str, EncodedKey], fresh: dict[str, EncodedKey],
+           changed: set[str]) -> None:
+    """Make the in-memory session show the merged state: our keys, their others
+    (left pending, decoded from the fresh copy on first access)."""
+    assert session._stored is not None
+    data = {k: session._data[k] if k in changed else PENDING for k in merged}
     session._data.clear()
     session._data.update(data)
+    session._stored.entries = fresh
+    session._read -= {k for k in session._read if k not in changed}
 
 
 def _forget(session: Session, why: str) -> None:
@@ -274,7 +278,8 @@ def regenerate(rules: Rules, session: Session) -> Op[Session]:
     The creation time and absolute deadline carry over, so regenerating can't
     extend a session's lifetime.
     """
-    fresh = Session(new_session_id(), dict(session._data), created_at=session.created_at,
+    fresh = Session(new_session_id(), dict(session._materialize()),
+                    created_at=session.created_at,
                     expires_at=session.expires_at,
                     absolute_expires_at=session.absolute_expires_at,
                     columns={k: v for k, v in session._columns.items()

@@ -8,13 +8,12 @@ Layout v1 (before compression)::
     then per key, in the same order: fragment bytes, then its segments
 
 Everything is big-endian. The header lets a reader slice each key's fragment
-and segments without parsing the others, and gives each key a digest for
-change tracking and merge.
+and segments without parsing the others; a save reuses the encodings of keys it
+did not touch, and a merge compares encodings key by key.
 """
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import zlib
 from collections.abc import Mapping
@@ -40,14 +39,6 @@ class EncodedKey:
     fragment: bytes
     segments: tuple[bytes, ...]
 
-    def digest(self) -> bytes:
-        h = hashlib.blake2b(digest_size=16)
-        h.update(struct.pack(">I", len(self.fragment)))
-        h.update(self.fragment)
-        for seg in self.segments:
-            h.update(struct.pack(">Q", len(seg)))
-            h.update(seg)
-        return h.digest()
 
 
 def encode_key(key: str, value: Any) -> EncodedKey:
@@ -107,9 +98,14 @@ def split(payload: bytes) -> dict[str, EncodedKey]:
         raise ValueError(f"malformed payload: {exc}") from exc
 
 
+def decode_key(entry: EncodedKey) -> Any:
+    """Decode one key's value. :raises ValueError: if the fragment is malformed."""
+    return decode_value(entry.fragment, iter(entry.segments))
+
+
 def decode_entries(entries: Mapping[str, EncodedKey]) -> dict[str, Any]:
     """Decode every key's value. :raises ValueError: if a fragment is malformed."""
-    return {k: decode_value(e.fragment, iter(e.segments)) for k, e in entries.items()}
+    return {k: decode_key(e) for k, e in entries.items()}
 
 
 def compress(payload: bytes, *, threshold: int, level: int) -> tuple[bytes, str]:

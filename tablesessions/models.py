@@ -7,6 +7,8 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._payload import EncodedKey, decode_key
+
 
 @dataclass(frozen=True, slots=True)
 class BlobPointer:
@@ -19,12 +21,27 @@ class BlobPointer:
 
 @dataclass(slots=True)
 class _Stored:
-    """What the store knows about the stored copy this session was loaded from."""
+    """What the store knows about the stored copy this session was loaded from:
+    its ETag, each key's encoding (reused by saves for untouched keys, and the
+    base a merge compares against), the overflow pointer and the stored expiry."""
 
     etag: str
-    digests: dict[str, bytes]
+    entries: dict[str, EncodedKey]
     pointer: BlobPointer | None
     expires_at: dt.datetime
+
+
+class _Pending:
+    """Marks a value not decoded yet: keys decode on first access (a request
+    that reads one key of a large session pays for that key only)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<pending>"
+
+
+PENDING: Any = _Pending()
 
 
 class Session(MutableMapping[str, Any]):
@@ -39,9 +56,8 @@ class Session(MutableMapping[str, Any]):
     deadlines), ``absolute_expires_at`` and ``modified``.
     """
 
-    __slots__ = ("_changed", "_columns", "_data", "_force", "_gone", "_stored",
-                 "absolute_expires_at",
-                 "created_at", "expires_at", "id")
+    __slots__ = ("_changed", "_columns", "_data", "_force", "_gone", "_read", "_stored",
+                 "absolute_expires_at", "created_at", "expires_at", "id")
 
     def __init__(
         self,
@@ -60,6 +76,8 @@ class Session(MutableMapping[str, Any]):
         self.absolute_expires_at = absolute_expires_at
         self._data = data
         self._changed: set[str] = set()
+        #: container values handed out: only these can have changed in place
+        self._read: set[str] = set()
         self._force = False
         self._stored = stored
         self._gone = False
@@ -69,7 +87,16 @@ class Session(MutableMapping[str, Any]):
 
     # -- MutableMapping ---------------------------------------------------
     def __getitem__(self, key: str) -> Any:
-        return self._data[key]
+        value = self._data[key]
+        if value is PENDING:
+            assert self._stored is not None
+            value = self._data[key] = decode_key(self._stored.entries[key])
+        if isinstance(value, (dict, list)):
+            self._read.add(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data  # without decoding the value
 
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
@@ -80,6 +107,12 @@ class Session(MutableMapping[str, Any]):
     def __delitem__(self, key: str) -> None:
         del self._data[key]
         self._changed.add(key)
+
+    def _materialize(self) -> dict[str, Any]:
+        """Decode every pending value; return the data dict (internal use)."""
+        for key in [k for k, v in self._data.items() if v is PENDING]:
+            self[key]
+        return self._data
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)

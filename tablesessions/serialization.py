@@ -78,6 +78,8 @@ def decode_value(fragment: bytes, segments: Iterator[bytes]) -> Any:
 
     :raises ValueError: when the fragment is malformed or refers to missing bytes.
     """
+    if b'{"$' not in fragment:
+        return json.loads(fragment)  # no tags: skip the per-object hook (the common case)
     return json.loads(fragment, object_hook=_untagger(segments))
 
 

@@ -11,7 +11,7 @@ from tablesessions import SessionConflictError, SessionTooLargeError, StoreConfi
 from tablesessions._core import COL_ABSOLUTE, COL_EXPIRES, Rules, changed_in_place
 from tablesessions._ids import new_session_id
 from tablesessions._payload import encode_key
-from tablesessions.models import _Stored
+from tablesessions.models import PENDING, _Stored
 
 from ..conftest import FakeClock
 
@@ -100,7 +100,7 @@ def enc(**values: object) -> dict[str, object]:
 
 
 def test_merge_reapplies_only_our_changed_keys() -> None:
-    base = {k: e.digest() for k, e in enc(a=1, b=1, c=1).items()}  # type: ignore[attr-defined]
+    base = enc(a=1, b=1, c=1)
     fresh = enc(a=1, b=2, c=1, d=9)          # another request changed b, added d
     ours = enc(a=5, b=1)                      # we changed a and deleted c
     merged = Rules.merge(fresh, base, ours, {"a", "c"}, "raise")  # type: ignore[arg-type]
@@ -109,7 +109,7 @@ def test_merge_reapplies_only_our_changed_keys() -> None:
 
 
 def test_merge_key_conflict_policy() -> None:
-    base = {k: e.digest() for k, e in enc(a=1).items()}  # type: ignore[attr-defined]
+    base = enc(a=1)
     fresh, ours = enc(a=2), enc(a=3)
     merged = Rules.merge(fresh, base, ours, {"a"}, "last_writer_wins")  # type: ignore[arg-type]
     assert merged["a"] == encode_key("a", 3)
@@ -127,3 +127,24 @@ def test_clock_must_be_aware() -> None:
     r = Rules(StoreConfig(clock=lambda: dt.datetime(2030, 1, 1)))
     with pytest.raises(ValueError, match="timezone-aware"):
         r.now()
+
+
+def test_loaded_values_decode_lazily_and_untouched_keys_reuse_their_encoding(
+        clock: FakeClock) -> None:
+    r = rules(clock)
+    s = r.new_session(new_session_id())
+    s.update({"big": list(range(1000)), "name": "a", "cart": [1]})
+    entries = r.encode_all(s)
+    loaded = r.session_from(s.id, {"ExpiresAt": s.expires_at, "AbsoluteExpiresAt":
+                                   s.absolute_expires_at, "CreatedAt": s.created_at},
+                            "etag", entries)
+    assert loaded._data["big"] is PENDING  # nothing decoded yet
+    assert "big" in loaded  # membership does not decode either
+    assert loaded._data["big"] is PENDING
+    assert loaded["name"] == "a"
+    again = r.encode_all(loaded)
+    assert again["big"] is entries["big"]  # reused, never re-encoded
+    assert again["name"] is entries["name"]  # a scalar that was only read
+    loaded["cart"].append(2)  # a container handed out is re-encoded
+    assert r.changed_keys(loaded, r.encode_all(loaded)) == {"cart"}
+    assert dict(loaded) == {"big": list(range(1000)), "name": "a", "cart": [1, 2]}
