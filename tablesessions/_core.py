@@ -15,15 +15,13 @@ from typing import Any
 from ._ids import partition_key_for, row_key_for
 from ._payload import (
     CODEC_PLAIN,
-    CODEC_ZLIB,
     FORMAT_VERSION,
     EncodedKey,
     assemble,
     chunk_columns,
-    compress,
-    decompress,
     encode_key,
     join_columns,
+    raw_size,
     split,
 )
 from .config import StoreConfig
@@ -59,7 +57,7 @@ PRESERVED_COLUMNS = (*LOCK_COLUMNS, "UserHash", "UserGeneration")
 
 #: The columns the sweeper and ``delete`` need: no payload.
 POINTER_COLUMNS = ("PartitionKey", "RowKey", COL_EXPIRES, COL_ABSOLUTE, COL_BLOB)
-KNOWN_CODECS = frozenset({CODEC_PLAIN, CODEC_ZLIB})
+KNOWN_CODECS = frozenset({CODEC_PLAIN})
 #: "<codec>+aesgcm:<key id>" marks an encrypted payload.
 _SEALED = "+aesgcm:"
 
@@ -145,13 +143,14 @@ class Rules:
         return out
 
     def pack(self, entries: Mapping[str, EncodedKey], row_key: str) -> tuple[bytes, str]:
-        """Return (stored bytes, codec): encoded, compressed when it pays, then
+        """Return (stored bytes, codec): encoded (large fragments compressed), then
         encrypted when a key ring is set. :raises SessionTooLargeError: before any write."""
-        payload = assemble(entries)
-        if len(payload) > self.config.max_session_bytes:
-            raise SessionTooLargeError(len(payload), self.config.max_session_bytes)
-        stored, codec = compress(payload, threshold=self.config.compress_threshold,
-                                 level=self.config.compression_level)
+        size = raw_size(entries)
+        if size > self.config.max_session_bytes:
+            raise SessionTooLargeError(size, self.config.max_session_bytes)
+        stored = assemble(entries, threshold=self.config.compress_threshold,
+                          level=self.config.compression_level)
+        codec = CODEC_PLAIN
         ring = self.config.key_ring
         if ring is None:
             return stored, codec
@@ -267,7 +266,7 @@ class Rules:
         if entity.get(COL_VERSION) != FORMAT_VERSION or codec not in KNOWN_CODECS:
             raise SessionDecodeError(f"unsupported format {entity.get(COL_VERSION)}/{codec}")
         try:
-            return split(decompress(stored, codec, max_size=self.config.max_session_bytes))
+            return split(stored, max_size=self.config.max_session_bytes)
         except ValueError as exc:
             raise SessionDecodeError(str(exc)) from exc
 

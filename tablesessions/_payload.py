@@ -1,15 +1,20 @@
-"""The binary payload layout, compression and chunking (sans-I/O).
+"""The binary payload layout, per-key compression and chunking (sans-I/O).
 
-Layout v1 (before compression)::
+Layout v1::
 
     b"TS" | version u8 | key count u32
-    per key:  key length u32 | key utf-8 | fragment length u32 | segment count u32
-              | segment lengths u64...
+    per key:  key length u32 | key utf-8 | flags u8 | fragment length u32
+              | segment count u32 | segment lengths u64...
     then per key, in the same order: fragment bytes, then its segments
 
-Everything is big-endian. The header lets a reader slice each key's fragment
-and segments without parsing the others; a save reuses the encodings of keys it
-did not touch, and a merge compares encodings key by key.
+Everything is big-endian. Flag bit 0 marks a zlib-compressed fragment. The
+header lets a reader slice each key without parsing the others.
+
+Compression is per key, not per payload: each key keeps its compressed form, so
+a save that changes one small key of a 64 KiB session recompresses that key
+only (whole-payload zlib cost ~250 us per save at that size). Byte segments
+(the ``bytes`` values: images, uploads) are stored raw; they are usually
+compressed already.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ._limits import MAX_PROPERTY_BYTES
@@ -26,19 +30,55 @@ from .serialization import decode_value, encode_value
 FORMAT_VERSION = 1
 _MAGIC = b"TS"
 CODEC_PLAIN = "ts1"
-CODEC_ZLIB = "ts1+zlib"
-#: Compression is tried only above this size; below it zlib's header costs more than it saves.
+#: Fragments are compressed from this size; below it zlib's overhead outweighs the gain.
 DEFAULT_COMPRESS_THRESHOLD = 1024
 _SAMPLE = 16 * 1024
+_ZLIB = 1
 
 
-@dataclass(frozen=True, slots=True)
 class EncodedKey:
-    """One key's encoding: its JSON fragment and raw byte segments."""
+    """One key's encoding: its JSON fragment and raw byte segments, plus the
+    fragment's stored (possibly compressed) form, computed once and reused."""
 
-    fragment: bytes
-    segments: tuple[bytes, ...]
+    __slots__ = ("_packed", "fragment", "segments")
 
+    def __init__(self, fragment: bytes, segments: tuple[bytes, ...],
+                 packed: tuple[int, bytes] | None = None) -> None:
+        self.fragment = fragment
+        self.segments = segments
+        self._packed = packed
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        return (isinstance(other, EncodedKey) and self.fragment == other.fragment
+                and self.segments == other.segments)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:  # never the data
+        return f"<EncodedKey {len(self.fragment)} B, {len(self.segments)} segments>"
+
+    def raw_size(self) -> int:
+        return len(self.fragment) + sum(len(s) for s in self.segments)
+
+    def packed(self, threshold: int, level: int) -> tuple[int, bytes]:
+        """(flags, stored fragment): zlib when the fragment is large and it pays."""
+        if self._packed is None:
+            self._packed = _pack(self.fragment, threshold, level)
+        return self._packed
+
+
+def _pack(fragment: bytes, threshold: int, level: int) -> tuple[int, bytes]:
+    if len(fragment) < threshold:
+        return 0, fragment
+    if len(fragment) > 2 * _SAMPLE:
+        # A sample first: incompressible text (long random tokens) skips the full pass.
+        sample = fragment[:_SAMPLE]
+        if len(zlib.compress(sample, level)) > 0.9 * len(sample):
+            return 0, fragment
+    packed = zlib.compress(fragment, level)
+    return (_ZLIB, packed) if len(packed) < len(fragment) else (0, fragment)
 
 
 def encode_key(key: str, value: Any) -> EncodedKey:
@@ -47,24 +87,37 @@ def encode_key(key: str, value: Any) -> EncodedKey:
     return EncodedKey(fragment, tuple(segments))
 
 
-def assemble(entries: Mapping[str, EncodedKey]) -> bytes:
-    """Join encoded keys into one uncompressed payload."""
+def raw_size(entries: Mapping[str, EncodedKey]) -> int:
+    """The uncompressed size of a payload: what ``max_session_bytes`` limits."""
+    return 7 + sum(len(k.encode("utf-8")) + 13 + 8 * len(e.segments) + e.raw_size()
+                   for k, e in entries.items())
+
+
+def assemble(entries: Mapping[str, EncodedKey], *, threshold: int = DEFAULT_COMPRESS_THRESHOLD,
+             level: int = 1) -> bytes:
+    """Join encoded keys into one payload, each fragment compressed when it pays."""
     header = [_MAGIC, struct.pack(">BI", FORMAT_VERSION, len(entries))]
     body: list[bytes] = []
     for key, enc in entries.items():
+        flags, stored = enc.packed(threshold, level)
         kb = key.encode("utf-8")
         header.append(struct.pack(">I", len(kb)))
         header.append(kb)
-        header.append(struct.pack(">II", len(enc.fragment), len(enc.segments)))
+        header.append(struct.pack(">BII", flags, len(stored), len(enc.segments)))
         header.extend(struct.pack(">Q", len(s)) for s in enc.segments)
-        body.append(enc.fragment)
+        body.append(stored)
         body.extend(enc.segments)
     return b"".join(header + body)
 
 
-def split(payload: bytes) -> dict[str, EncodedKey]:
-    """Slice a payload into its keys' encodings. :raises ValueError: if malformed."""
+def split(payload: bytes | bytearray, *, max_size: int | None = None) -> dict[str, EncodedKey]:
+    """Slice a payload into its keys' encodings, inflating compressed fragments
+    (bounded by ``max_size`` in all, so a hostile payload cannot balloon).
+
+    :raises ValueError: if malformed or over ``max_size``.
+    """
     view = memoryview(payload)
+    budget = max_size
     try:
         if bytes(view[:2]) != _MAGIC:
             raise ValueError("not a tablesessions payload")
@@ -72,30 +125,49 @@ def split(payload: bytes) -> dict[str, EncodedKey]:
         if version != FORMAT_VERSION:
             raise ValueError(f"unsupported payload version {version}")
         pos = 7
-        layout: list[tuple[str, int, list[int]]] = []
+        layout: list[tuple[str, int, int, list[int]]] = []
         for _ in range(count):
             (klen,) = struct.unpack_from(">I", view, pos)
             key = bytes(view[pos + 4 : pos + 4 + klen]).decode("utf-8")
             pos += 4 + klen
-            flen, nseg = struct.unpack_from(">II", view, pos)
-            pos += 8
+            flags, flen, nseg = struct.unpack_from(">BII", view, pos)
+            pos += 9
             seg_lens = list(struct.unpack_from(f">{nseg}Q", view, pos))
             pos += 8 * nseg
-            layout.append((key, flen, seg_lens))
+            layout.append((key, flags, flen, seg_lens))
         out: dict[str, EncodedKey] = {}
-        for key, flen, seg_lens in layout:
-            fragment = bytes(view[pos : pos + flen])
+        for key, flags, flen, seg_lens in layout:
+            stored = bytes(view[pos : pos + flen])
             pos += flen
+            fragment = _inflate(stored, budget) if flags & _ZLIB else stored
             segs = []
             for n in seg_lens:
                 segs.append(bytes(view[pos : pos + n]))
                 pos += n
-            out[key] = EncodedKey(fragment, tuple(segs))
+            if budget is not None:
+                budget -= len(fragment) + sum(seg_lens)
+                if budget < 0:
+                    raise ValueError("payload exceeds max_session_bytes")
+            out[key] = EncodedKey(fragment, tuple(segs), (flags, stored))
         if pos != len(view):
             raise ValueError("payload length does not match its header")
         return out
     except (struct.error, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed payload: {exc}") from exc
+
+
+def _inflate(stored: bytes, budget: int | None) -> bytes:
+    d = zlib.decompressobj()
+    limit = 0 if budget is None else budget + 1
+    try:
+        out = d.decompress(stored, limit)
+    except zlib.error as exc:
+        raise ValueError(f"corrupt compressed fragment: {exc}") from exc
+    if d.unconsumed_tail or (budget is not None and len(out) > budget):
+        raise ValueError("payload exceeds max_session_bytes")
+    if not d.eof or d.unused_data:
+        raise ValueError("truncated or corrupt compressed fragment")
+    return out
 
 
 def decode_key(entry: EncodedKey) -> Any:
@@ -106,45 +178,6 @@ def decode_key(entry: EncodedKey) -> Any:
 def decode_entries(entries: Mapping[str, EncodedKey]) -> dict[str, Any]:
     """Decode every key's value. :raises ValueError: if a fragment is malformed."""
     return {k: decode_key(e) for k, e in entries.items()}
-
-
-def compress(payload: bytes, *, threshold: int, level: int) -> tuple[bytes, str]:
-    """Return (stored bytes, codec id), compressing only when it pays.
-
-    A 16 KiB sample is compressed first: incompressible data (images, random
-    tokens, already-compressed uploads) skips the full pass, which would cost
-    CPU and, for a 64 MiB session, another full-size buffer.
-    """
-    if len(payload) < threshold:
-        return payload, CODEC_PLAIN
-    if len(payload) > _SAMPLE * 2:
-        sample = payload[:_SAMPLE]
-        if len(zlib.compress(sample, level)) > 0.9 * len(sample):
-            return payload, CODEC_PLAIN
-    packed = zlib.compress(payload, level)
-    if len(packed) >= len(payload):
-        return payload, CODEC_PLAIN
-    return packed, CODEC_ZLIB
-
-
-def decompress(stored: bytes, codec: str, *, max_size: int) -> bytes:
-    """Undo :func:`compress`.
-
-    :raises ValueError: for an unknown codec, or a payload inflating past max_size.
-    """
-    if codec == CODEC_PLAIN:
-        return stored
-    if codec == CODEC_ZLIB:
-        # Bounded, so a hostile or corrupt payload cannot inflate without limit.
-        d = zlib.decompressobj()
-        try:
-            out = d.decompress(stored, max_size + 1)
-        except zlib.error as exc:
-            raise ValueError(f"corrupt compressed payload: {exc}") from exc
-        if len(out) > max_size or d.unconsumed_tail:
-            raise ValueError("decompressed payload exceeds max_session_bytes")
-        return out
-    raise ValueError(f"unknown codec {codec!r}")
 
 
 def chunk_columns(stored: bytes) -> dict[str, bytes]:

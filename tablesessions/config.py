@@ -60,7 +60,7 @@ class StoreConfig:
     :param inline_budget: stored payloads up to this many bytes stay in the entity
         (at most 704,000: see ``docs/overflow.md`` for the arithmetic).
     :param max_session_bytes: the largest encoded session accepted, inline or blob.
-    :param compress_threshold: payloads from this size are zlib-compressed when it pays.
+    :param compress_threshold: a key's JSON from this size is zlib-compressed when it pays.
     :param compression_level: zlib level; 1 favours latency over ratio.
     :param concurrency: ``"merge"`` re-applies this request's changed keys on an
         ETag conflict; ``"strict"`` raises ``SessionConflictError``; ``"overwrite"``

@@ -1,19 +1,16 @@
 from __future__ import annotations
 
+import base64
 import os
-import zlib
 
 import pytest
 
 from tablesessions._limits import MAX_PROPERTY_BYTES
 from tablesessions._payload import (
-    CODEC_PLAIN,
-    CODEC_ZLIB,
+    _pack,
     assemble,
     chunk_columns,
-    compress,
     decode_entries,
-    decompress,
     encode_key,
     join_columns,
     split,
@@ -41,25 +38,47 @@ def test_split_rejects_trailing_bytes() -> None:
         split(assemble({"a": encode_key("a", 1)}) + b"x")
 
 
-def test_compression_only_when_it_pays() -> None:
-    small = b"a" * 100
-    assert compress(small, threshold=1024, level=1) == (small, CODEC_PLAIN)
-    text = b'{"user": "someone", "cart": [1, 2, 3]}' * 200
-    packed, codec = compress(text, threshold=1024, level=1)
-    assert codec == CODEC_ZLIB and len(packed) < len(text) / 5
-    assert decompress(packed, codec, max_size=len(text)) == text
-    noise = os.urandom(200_000)
-    assert compress(noise, threshold=1024, level=1) == (noise, CODEC_PLAIN)
+def test_compression_is_per_key_and_only_when_it_pays() -> None:
+    text = [{"sku": f"SKU-{i}", "name": "Classic Oak Lamp", "qty": i % 4} for i in range(400)]
+    entries = {"flag": encode_key("flag", "x" * 100), "cart": encode_key("cart", text)}
+    payload = assemble(entries, threshold=1024, level=1)
+    assert len(payload) < entries["cart"].raw_size() / 4
+    assert entries["flag"].packed(1024, 1) == (0, entries["flag"].fragment)  # small: raw
+    flags, _ = entries["cart"].packed(1024, 1)
+    assert flags == 1
+    back = split(payload, max_size=10**6)
+    assert back == entries
+    assert decode_entries(back)["cart"] == text
+
+
+def test_a_loaded_key_keeps_its_compressed_form_for_the_next_save() -> None:
+    cart = encode_key("cart", ["item"] * 2000)
+    loaded = split(assemble({"cart": cart}))["cart"]
+    assert loaded.packed(1024, 1) == cart.packed(1024, 1)  # reused, not recompressed
+    assert loaded._packed is not None
+
+
+def test_incompressible_fragments_are_stored_raw_after_a_sample() -> None:
+    noise = os.urandom(60_000)
+    assert _pack(noise, 1024, 1) == (0, noise)  # the 16 KiB sample said: don't bother
+    text = base64.b85encode(noise)  # text-encoded noise still compresses ~20%: it pays
+    assert _pack(text, 1024, 1)[0] == 1
 
 
 def test_decompression_is_bounded_against_bombs() -> None:
-    bomb = zlib.compress(b"\x00" * 10_000_000)
+    bomb_key = encode_key("k", "a" * 5_000_000)
+    payload = assemble({"k": bomb_key})
+    assert len(payload) < 100_000
     with pytest.raises(ValueError, match="max_session_bytes"):
-        decompress(bomb, CODEC_ZLIB, max_size=1_000_000)
+        split(payload, max_size=1_000_000)
+    assert split(payload, max_size=6_000_000)["k"] == bomb_key
+
+
+def test_corrupt_compressed_fragment_is_a_value_error() -> None:
+    payload = bytearray(assemble({"k": encode_key("k", "b" * 5000)}))
+    payload[-5] ^= 0xFF
     with pytest.raises(ValueError):
-        decompress(b"not zlib", CODEC_ZLIB, max_size=100)
-    with pytest.raises(ValueError, match="codec"):
-        decompress(b"x", "rot13", max_size=100)
+        split(bytes(payload))
 
 
 def test_chunks_respect_the_measured_64000_byte_property_limit() -> None:
