@@ -18,6 +18,7 @@ from ._core import (
     COL_CHUNKS,
     COL_CODEC,
     COL_CREATED,
+    COL_DELETED,
     COL_EXPIRES,
     COL_SIZE,
     COL_VERSION,
@@ -39,7 +40,8 @@ from .models import StorageStats
 
 #: Partitions ``storage_stats`` scans at once.
 STATS_PARALLEL = 4
-_STATS_COLUMNS = ("PartitionKey", "RowKey", COL_EXPIRES, COL_SIZE, COL_BLOB, COL_BLOB_SIZE)
+_STATS_COLUMNS = ("PartitionKey", "RowKey", COL_EXPIRES, COL_SIZE, COL_BLOB, COL_BLOB_SIZE,
+                  COL_DELETED)
 _META_COLUMNS = ("PartitionKey", "RowKey", COL_CREATED, COL_EXPIRES, COL_ABSOLUTE, COL_VERSION,
                  COL_CODEC, COL_SIZE, COL_CHUNKS, COL_BLOB, COL_BLOB_SIZE, COL_BLOB_DIGEST,
                  *LOCK_COLUMNS)
@@ -81,7 +83,9 @@ def _stats_partition(pk: str, now: dt.datetime) -> Op[StorageStats]:
             expires = e.get(COL_EXPIRES)
             size = int(e.get(COL_SIZE) or 0)
             stats.sessions += 1
-            stats.expired += not isinstance(expires, dt.datetime) or not now < expires
+                # A logout's tombstone counts as expired: the sweeper removes it.
+            stats.expired += (not isinstance(expires, dt.datetime) or not now < expires
+                              or bool(e.get(COL_DELETED)))
             stats.bytes += size
             stats.overflowed += bool(e.get(COL_BLOB))
             stats.histogram[_bucket(size)] += 1

@@ -35,6 +35,27 @@ def blob_kwargs(config: StoreConfig) -> dict[str, Any]:
             **sdk_kwargs(config)}
 
 
+def async_transport(config: StoreConfig) -> dict[str, Any]:
+    """``transport=`` for one async SDK client (one each: closing a client closes it),
+    unless the caller brought their own through ``client_options``."""
+    if "transport" in config.client_options:
+        return {}
+    from azure.core.pipeline.transport import AioHttpTransport
+
+    class NoResendAioHttpTransport(AioHttpTransport):  # type: ignore[misc]
+        async def open(self) -> None:
+            await super().open()
+            # aiohttp re-sends an idempotent request once when a kept-alive
+            # connection drops: a hidden second retry layer (4 attempts became
+            # up to 8 requests). tenacity is the only layer. Private attribute,
+            # hence the guard.
+            if self.session is not None and hasattr(self.session, "_retry_connection"):
+                self.session._retry_connection = False
+
+    return {"transport": NoResendAioHttpTransport(
+        connection_timeout=config.connection_timeout, read_timeout=config.read_timeout)}
+
+
 def parse_connection_string(conn_str: str) -> Mapping[str, str]:
     """Return the connection string's settings; :raises ValueError: when malformed."""
     out: dict[str, str] = {}

@@ -47,6 +47,11 @@ COL_BLOB = "BlobName"
 COL_BLOB_SIZE = "BlobSize"
 COL_BLOB_DIGEST = "BlobDigest"
 
+COL_DELETED = "Deleted"
+#: How long a deleted session's tombstone outlives the delete: longer than any
+#: request can stay in flight (the service's own timeout caps at 30 s), so a
+#: late duplicate insert always meets it and gets 409.
+TOMBSTONE_TTL = dt.timedelta(minutes=5)
 COL_LOCK_ID = "LockId"
 COL_LOCKED_AT = "LockedAt"
 COL_LOCK_EXPIRES = "LockExpiresAt"
@@ -100,11 +105,17 @@ class Rules:
     # -- expiry --------------------------------------------------------------
     @staticmethod
     def is_live(entity: Mapping[str, Any], now: dt.datetime) -> bool:
-        """Both deadlines are checked on every read, sweeper or not."""
+        """Both deadlines are checked on every read, sweeper or not; a tombstone is not live."""
         expires, absolute = entity.get(COL_EXPIRES), entity.get(COL_ABSOLUTE)
         if not isinstance(expires, dt.datetime) or not isinstance(absolute, dt.datetime):
             return False
-        return now < expires and now < absolute
+        return now < expires and now < absolute and not entity.get(COL_DELETED)
+
+    def tombstone(self, pk: str, rk: str) -> dict[str, Any]:
+        """What a deleted session's row becomes until the sweeper removes it."""
+        until = self.now() + TOMBSTONE_TTL
+        return {"PartitionKey": pk, "RowKey": rk, COL_DELETED: True, COL_EXPIRES: until,
+                COL_ABSOLUTE: until}
 
     def next_expiry(self, session: Session, now: dt.datetime) -> dt.datetime:
         return min(now + self.config.idle_timeout, session.absolute_expires_at)
@@ -288,6 +299,7 @@ class Rules:
         session._stored = _Stored(etag=etag, entries=dict(entries), pointer=pointer,
                                   expires_at=expires)
         session._read.clear()
+        session._tokens.clear()
         session.expires_at = expires
         session._changed.clear()
         session._force = False

@@ -18,6 +18,7 @@ from azure.core.exceptions import (
 )
 
 from ._core import (
+    COL_DELETED,
     COL_LOCK_ID,
     COL_TOKEN,
     LOCK_COLUMNS,
@@ -29,7 +30,6 @@ from ._core import (
 from ._effects import (
     CreateStorage,
     DeleteBlob,
-    DeleteEntity,
     InsertEntity,
     Op,
     PutBlob,
@@ -120,15 +120,22 @@ def _insert(rules: Rules, session: Session) -> Op[None]:
     stored, codec = rules.pack(entries, rk)
     pointer = yield from _upload_if_overflowing(rules, rk, stored)
     token, expires = new_write_token(), rules.next_expiry(session, rules.now())
+    session._tokens.add(token)
+    entity = rules.entity(pk, rk, session, stored, codec, pointer, token, expires)
     try:
-        etag = yield InsertEntity(rules.entity(pk, rk, session, stored, codec, pointer, token,
-                                               expires))
+        etag = yield InsertEntity(entity)
     except ResourceExistsError:
-        # A retried insert whose first attempt landed gets 409: our token says so.
-        row = yield ReadEntity(pk, rk, (COL_TOKEN,))
-        if row is None or row.entity.get(COL_TOKEN) != token:
+        # 409: a retried insert whose first attempt landed (our token), or an
+        # earlier save() of this same object that failed after landing.
+        row = yield ReadEntity(pk, rk, (COL_TOKEN, COL_DELETED))
+        if row is not None and row.entity.get(COL_DELETED):
+            _forget(session, "deleted before its first save was acknowledged")
+            return
+        if row is None or row.entity.get(COL_TOKEN) not in session._tokens:
             raise SessionConflictError("a session with this id already exists") from None
         etag = row.etag
+        if row.entity.get(COL_TOKEN) != token:  # an earlier attempt's content: write ours
+            etag = yield UpdateEntity(entity, etag, replace=True)
     rules.mark_saved(session, etag, entries, pointer, expires)
 
 
@@ -167,10 +174,11 @@ def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
         stored, codec = rules.pack(entries, rk)
         pointer = yield from _upload_if_overflowing(rules, rk, stored)
         token, expires = new_write_token(), rules.next_expiry(session, rules.now())
+        session._tokens.add(token)
         entity = rules.entity(pk, rk, session, stored, codec, pointer, token, expires)
         try:
-            new_etag = yield UpdateEntity(entity, None if config.concurrency == "overwrite"
-                                          else etag, replace=True)
+            # Conditional in every mode: If-Match * would overwrite a logout's tombstone.
+            new_etag = yield UpdateEntity(entity, etag, replace=True)
         except ResourceNotFoundError:
             # Deleted meanwhile (a logout elsewhere): a stale save never resurrects it.
             if pointer is not None:
@@ -179,8 +187,17 @@ def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
             return
         except ResourceModifiedError:
             fresh = yield ReadEntity(pk, rk)
-            if fresh is not None and fresh.entity.get(COL_TOKEN) == token:
+            landed = fresh.entity.get(COL_TOKEN) if fresh is not None else None
+            if fresh is not None and landed == token:
                 new_etag = fresh.etag  # our retried write had landed: not a conflict
+            elif fresh is not None and landed in session._tokens and rules.is_live(
+                    fresh.entity, rules.now()):
+                # An earlier save() of this object landed after it had reported a
+                # failure: the row is ours, so write the current content over it.
+                etag, old_pointer = fresh.etag, rules.pointer_of(fresh.entity)
+                if pointer is not None and pointer != old_pointer:
+                    yield from _delete_blob_quietly(pointer.name)
+                continue
             else:
                 if pointer is not None:
                     yield from _delete_blob_quietly(pointer.name)  # never referenced
@@ -193,6 +210,10 @@ def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
                 if config.concurrency == "strict":
                     raise SessionConflictError("the session was changed by another request") \
                         from None
+                if config.concurrency == "overwrite":
+                    # Last writer wins for the whole session: no merge, just the new ETag.
+                    etag, old_pointer = fresh.etag, rules.pointer_of(fresh.entity)
+                    continue
                 fresh_entries = yield from _load_entries(rules, fresh)
                 if fresh_entries is None:
                     continue  # its blob was replaced again: re-read next round
@@ -250,24 +271,30 @@ def _refresh(rules: Rules, session: Session, expires: Any) -> Op[None]:
 def delete(rules: Rules, target: Session | object) -> Op[None]:
     """Delete a session and its blob. Idempotent; an invalid id never reaches storage.
 
-    Unconditional: a logout wins over any concurrent save. A blob that a racing
-    save created in between becomes an orphan, which the sweeper removes.
+    The row is replaced by a short-lived tombstone rather than removed: an
+    insert held up in the network and arriving after the logout then gets 409
+    instead of bringing the session back. The sweeper removes tombstones.
+    Unconditional (If-Match *): a logout wins over any concurrent save. A blob
+    that a racing save created in between becomes an orphan for the sweeper.
     """
     if isinstance(target, Session):
         if target._stored is None:
             return
         pointer = target._stored.pointer
         pk, rk = rules.keys(target.id)
-        _forget(target, "deleted")
     else:
         if not isinstance(target, str) or not is_valid_session_id(target):
             return
         pk, rk = rules.keys(target)
-        row = yield ReadEntity(pk, rk, POINTER_COLUMNS)
-        if row is None:
+        row = yield ReadEntity(pk, rk, (*POINTER_COLUMNS, COL_DELETED))
+        if row is None or row.entity.get(COL_DELETED):
             return
         pointer = rules.pointer_of(row.entity)
-    yield DeleteEntity(pk, rk)
+    with contextlib.suppress(ResourceNotFoundError):  # already gone (swept)
+        yield UpdateEntity(rules.tombstone(pk, rk), None, replace=True)
+    if isinstance(target, Session):
+        # Only now: if the write failed, the caller can retry with the same object.
+        _forget(target, "deleted")
     if pointer is not None:
         yield from _delete_blob_quietly(pointer.name)
 

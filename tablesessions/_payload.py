@@ -3,12 +3,14 @@
 Layout v1::
 
     b"TS" | version u8 | key count u32
-    per key:  key length u32 | key utf-8 | flags u8 | fragment length u32
-              | segment count u32 | segment lengths u64...
+    per key:  key length u32 | key utf-8 | flags u8 | stored fragment length u32
+              | fragment length u32 | segment count u32 | segment lengths u64...
     then per key, in the same order: fragment bytes, then its segments
 
 Everything is big-endian. Flag bit 0 marks a zlib-compressed fragment. The
-header lets a reader slice each key without parsing the others.
+header lets a reader slice each key without parsing the others, and carries each
+fragment's inflated length, so the size limit is checked before anything is
+inflated and a compressed fragment is only inflated when its key is read.
 
 Compression is per key, not per payload: each key keeps its compressed form, so
 a save that changes one small key of a 64 KiB session recompresses that key
@@ -38,21 +40,34 @@ _ZLIB = 1
 
 class EncodedKey:
     """One key's encoding: its JSON fragment and raw byte segments, plus the
-    fragment's stored (possibly compressed) form, computed once and reused."""
+    fragment's stored (possibly compressed) form, computed once and reused. A
+    key loaded compressed is inflated on first use of ``fragment``."""
 
-    __slots__ = ("_packed", "fragment", "segments")
+    __slots__ = ("_fragment", "_packed", "_raw_len", "segments")
 
-    def __init__(self, fragment: bytes, segments: tuple[bytes, ...],
-                 packed: tuple[int, bytes] | None = None) -> None:
-        self.fragment = fragment
+    def __init__(self, fragment: bytes | None, segments: tuple[bytes, ...],
+                 packed: tuple[int, bytes] | None = None, raw_len: int = 0) -> None:
+        self._fragment = fragment
         self.segments = segments
         self._packed = packed
+        self._raw_len = len(fragment) if fragment is not None else raw_len
+
+    @property
+    def fragment(self) -> bytes:
+        """The JSON fragment. :raises ValueError: if the stored form is corrupt."""
+        if self._fragment is None:
+            assert self._packed is not None
+            self._fragment = _inflate(self._packed[1], self._raw_len)
+        return self._fragment
 
     def __eq__(self, other: object) -> bool:
         if self is other:
             return True
-        return (isinstance(other, EncodedKey) and self.fragment == other.fragment
-                and self.segments == other.segments)
+        if not isinstance(other, EncodedKey) or self.segments != other.segments:
+            return False
+        if self._packed is not None and self._packed == other._packed:
+            return True  # same stored bytes: equal without inflating
+        return self.fragment == other.fragment
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -60,7 +75,7 @@ class EncodedKey:
         return f"<EncodedKey {len(self.fragment)} B, {len(self.segments)} segments>"
 
     def raw_size(self) -> int:
-        return len(self.fragment) + sum(len(s) for s in self.segments)
+        return self._raw_len + sum(len(s) for s in self.segments)
 
     def packed(self, threshold: int, level: int) -> tuple[int, bytes]:
         """(flags, stored fragment): zlib when the fragment is large and it pays."""
@@ -89,7 +104,7 @@ def encode_key(key: str, value: Any) -> EncodedKey:
 
 def raw_size(entries: Mapping[str, EncodedKey]) -> int:
     """The uncompressed size of a payload: what ``max_session_bytes`` limits."""
-    return 7 + sum(len(k.encode("utf-8")) + 13 + 8 * len(e.segments) + e.raw_size()
+    return 7 + sum(len(k.encode("utf-8")) + 17 + 8 * len(e.segments) + e.raw_size()
                    for k, e in entries.items())
 
 
@@ -103,7 +118,7 @@ def assemble(entries: Mapping[str, EncodedKey], *, threshold: int = DEFAULT_COMP
         kb = key.encode("utf-8")
         header.append(struct.pack(">I", len(kb)))
         header.append(kb)
-        header.append(struct.pack(">BII", flags, len(stored), len(enc.segments)))
+        header.append(struct.pack(">BIII", flags, len(stored), enc._raw_len, len(enc.segments)))
         header.extend(struct.pack(">Q", len(s)) for s in enc.segments)
         body.append(stored)
         body.extend(enc.segments)
@@ -111,8 +126,10 @@ def assemble(entries: Mapping[str, EncodedKey], *, threshold: int = DEFAULT_COMP
 
 
 def split(payload: bytes | bytearray, *, max_size: int | None = None) -> dict[str, EncodedKey]:
-    """Slice a payload into its keys' encodings, inflating compressed fragments
-    (bounded by ``max_size`` in all, so a hostile payload cannot balloon).
+    """Slice a payload into its keys' encodings. Compressed fragments stay
+    compressed until read; their declared sizes must fit ``max_size`` in all
+    (and each inflates to exactly its declared size), so a hostile payload
+    cannot balloon.
 
     :raises ValueError: if malformed or over ``max_size``.
     """
@@ -125,30 +142,34 @@ def split(payload: bytes | bytearray, *, max_size: int | None = None) -> dict[st
         if version != FORMAT_VERSION:
             raise ValueError(f"unsupported payload version {version}")
         pos = 7
-        layout: list[tuple[str, int, int, list[int]]] = []
+        layout: list[tuple[str, int, int, int, list[int]]] = []
         for _ in range(count):
             (klen,) = struct.unpack_from(">I", view, pos)
             key = bytes(view[pos + 4 : pos + 4 + klen]).decode("utf-8")
             pos += 4 + klen
-            flags, flen, nseg = struct.unpack_from(">BII", view, pos)
-            pos += 9
+            flags, flen, raw_len, nseg = struct.unpack_from(">BIII", view, pos)
+            pos += 13
             seg_lens = list(struct.unpack_from(f">{nseg}Q", view, pos))
             pos += 8 * nseg
-            layout.append((key, flags, flen, seg_lens))
+            if budget is not None:
+                budget -= raw_len + sum(seg_lens)
+                if budget < 0:
+                    raise ValueError("payload exceeds max_session_bytes")
+            layout.append((key, flags, flen, raw_len, seg_lens))
         out: dict[str, EncodedKey] = {}
-        for key, flags, flen, seg_lens in layout:
+        for key, flags, flen, raw_len, seg_lens in layout:
             stored = bytes(view[pos : pos + flen])
             pos += flen
-            fragment = _inflate(stored, budget) if flags & _ZLIB else stored
             segs = []
             for n in seg_lens:
                 segs.append(bytes(view[pos : pos + n]))
                 pos += n
-            if budget is not None:
-                budget -= len(fragment) + sum(seg_lens)
-                if budget < 0:
-                    raise ValueError("payload exceeds max_session_bytes")
-            out[key] = EncodedKey(fragment, tuple(segs), (flags, stored))
+            if flags & _ZLIB:
+                out[key] = EncodedKey(None, tuple(segs), (flags, stored), raw_len)
+            elif flen != raw_len:
+                raise ValueError("fragment length does not match its header")
+            else:
+                out[key] = EncodedKey(stored, tuple(segs), (flags, stored))
         if pos != len(view):
             raise ValueError("payload length does not match its header")
         return out
@@ -156,17 +177,15 @@ def split(payload: bytes | bytearray, *, max_size: int | None = None) -> dict[st
         raise ValueError(f"malformed payload: {exc}") from exc
 
 
-def _inflate(stored: bytes, budget: int | None) -> bytes:
+def _inflate(stored: bytes, size: int) -> bytes:
+    """Inflate to exactly ``size`` bytes (the header's word), never more."""
     d = zlib.decompressobj()
-    limit = 0 if budget is None else budget + 1
     try:
-        out = d.decompress(stored, limit)
+        out = d.decompress(stored, size + 1)
     except zlib.error as exc:
         raise ValueError(f"corrupt compressed fragment: {exc}") from exc
-    if d.unconsumed_tail or (budget is not None and len(out) > budget):
-        raise ValueError("payload exceeds max_session_bytes")
-    if not d.eof or d.unused_data:
-        raise ValueError("truncated or corrupt compressed fragment")
+    if len(out) != size or d.unconsumed_tail or not d.eof or d.unused_data:
+        raise ValueError("compressed fragment is truncated, corrupt or not its declared size")
     return out
 
 

@@ -19,6 +19,7 @@ from ._core import (
     COL_BLOB_DIGEST,
     COL_BLOB_SIZE,
     COL_CHUNKS,
+    COL_DELETED,
     COL_TOKEN,
     Rules,
     new_write_token,
@@ -80,11 +81,12 @@ def _partition(rules: Rules, pk: str, primary: str, stop_at: float | None
     token: Any = None
     while True:
         rows, token = yield QueryPage("PartitionKey eq @pk", {"pk": pk},
-                                      ("PartitionKey", "RowKey", "Codec"), MAX_QUERY_PAGE, token)
+                                      ("PartitionKey", "RowKey", "Codec", COL_DELETED),
+                                      MAX_QUERY_PAGE, token)
         for row in rows:
             report.scanned += 1
-            if rules.key_id_of(row.entity) == primary:
-                continue
+            if rules.key_id_of(row.entity) == primary or row.entity.get(COL_DELETED):
+                continue  # done already, or a logout's tombstone (no payload)
             if stop_at is not None and time.monotonic() > stop_at:
                 report.complete = False
                 return report

@@ -56,7 +56,7 @@ class Session(MutableMapping[str, Any]):
     deadlines), ``absolute_expires_at`` and ``modified``.
     """
 
-    __slots__ = ("_changed", "_columns", "_data", "_force", "_gone", "_read", "_stored",
+    __slots__ = ("_changed", "_columns", "_data", "_force", "_gone", "_read", "_stored", "_tokens",
                  "absolute_expires_at", "created_at", "expires_at", "id")
 
     def __init__(
@@ -78,6 +78,9 @@ class Session(MutableMapping[str, Any]):
         self._changed: set[str] = set()
         #: container values handed out: only these can have changed in place
         self._read: set[str] = set()
+        #: write tokens of this object's unacknowledged writes: a save retried by
+        #: the caller recognises a row its failed predecessor wrote after all
+        self._tokens: set[str] = set()
         self._force = False
         self._stored = stored
         self._gone = False
@@ -90,7 +93,14 @@ class Session(MutableMapping[str, Any]):
         value = self._data[key]
         if value is PENDING:
             assert self._stored is not None
-            value = self._data[key] = decode_key(self._stored.entries[key])
+            try:
+                value = decode_key(self._stored.entries[key])
+            except (ValueError, TypeError) as exc:
+                from .exceptions import SessionDecodeError
+
+                raise SessionDecodeError(f"stored value of key {key!r} does not decode: "
+                                         f"{type(exc).__name__}") from None
+            self._data[key] = value
         if isinstance(value, (dict, list)):
             self._read.add(key)
         return value

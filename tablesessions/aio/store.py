@@ -23,7 +23,7 @@ from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 from .. import _ops
 from .._base import StoreBase, env_source, make_config
 from .._calls import FixedBuffer, call_for
-from .._clients import blob_kwargs, default_endpoints, sdk_kwargs
+from .._clients import async_transport, blob_kwargs, default_endpoints, sdk_kwargs
 from .._driver import adrive
 from .._effects import (
     BlobInfo,
@@ -80,10 +80,10 @@ class SessionStore(StoreBase):
             credential = owned = DefaultAzureCredential()
         kw = sdk_kwargs(config)
         table = TableClient(endpoint=table_endpoint, table_name=config.table_name,
-                            credential=credential, **kw)
+                            credential=credential, **kw, **async_transport(config))
         container = ContainerClient(account_url=blob_endpoint,
-                                    container_name=config.container_name,
-                                    credential=credential, **blob_kwargs(config))
+                                    container_name=config.container_name, credential=credential,
+                                    **blob_kwargs(config), **async_transport(config))
         self._setup(config, table, container, owned)
 
     def _setup(self, config: StoreConfig, table: TableClient, container: ContainerClient,
@@ -113,9 +113,11 @@ class SessionStore(StoreBase):
         config = make_config(table_name, container_name, app_name, idle_timeout,
                              absolute_timeout, options)
         kw = sdk_kwargs(config)
-        table = TableClient.from_connection_string(conn_str, table_name=config.table_name, **kw)
+        table = TableClient.from_connection_string(conn_str, table_name=config.table_name, **kw,
+                                                   **async_transport(config))
         container = ContainerClient.from_connection_string(
-            conn_str, container_name=config.container_name, **blob_kwargs(config))
+            conn_str, container_name=config.container_name, **blob_kwargs(config),
+            **async_transport(config))
         store = cls.__new__(cls)
         store._setup(config, table, container, None)
         return store

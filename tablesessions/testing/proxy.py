@@ -397,6 +397,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request on stderr would drown test output
 
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as two writes: with Nagle's algorithm and the
+        # client's delayed ACK that stalled every response by ~44 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def handle(self) -> None:
         try:
             super().handle()

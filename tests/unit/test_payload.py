@@ -74,11 +74,23 @@ def test_decompression_is_bounded_against_bombs() -> None:
     assert split(payload, max_size=6_000_000)["k"] == bomb_key
 
 
-def test_corrupt_compressed_fragment_is_a_value_error() -> None:
+def test_corrupt_compressed_fragment_is_a_value_error_when_read() -> None:
     payload = bytearray(assemble({"k": encode_key("k", "b" * 5000)}))
     payload[-5] ^= 0xFF
+    entry = split(bytes(payload))["k"]  # still compressed: nothing inflated yet
     with pytest.raises(ValueError):
-        split(bytes(payload))
+        entry.fragment  # noqa: B018
+
+
+def test_a_fragment_larger_than_its_header_declares_is_refused() -> None:
+    payload = bytearray(assemble({"k": encode_key("k", "c" * 50_000)}))
+    # Header of key "k": magic(2) version(1) count(4) klen(4) key(1) flags(1)
+    # stored length(4), then the declared inflated length (4 bytes).
+    at = 2 + 1 + 4 + 4 + 1 + 1 + 4
+    payload[at:at + 4] = (100).to_bytes(4, "big")  # claims 100 bytes
+    entry = split(bytes(payload), max_size=1_000)["k"]  # passes the size check...
+    with pytest.raises(ValueError, match="declared size"):
+        entry.fragment  # noqa: B018  ...but never inflates past what it declared
 
 
 def test_chunks_respect_the_measured_64000_byte_property_limit() -> None:
