@@ -1,0 +1,1 @@
+"""Runnable examples for tablesessions (not part of the installed package)."""

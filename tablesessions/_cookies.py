@@ -1,0 +1,255 @@
+"""The session cookie shared by the Flask, Django and Starlette integrations.
+
+One format everywhere, so a cookie written through one framework is accepted by
+another configured with the same secret (and cookie name, table and app name):
+
+    <session id>.<signature>
+
+The signature is HMAC-SHA256 over the id, keyed with ``HMAC-SHA256(secret,
+PURPOSE)`` so the framework's secret is never used directly, as unpadded
+URL-safe base64: 43 + 1 + 43 = 87 characters, all cookie-safe. Anything else
+unsigns to ``None`` without raising and without a storage call.
+
+Besides the signer: the cookie attributes (``CookieSpec``), what a request does
+with its session at the end (``end_action``/``end_cookie``), and how framework
+settings become a store (``store_from_settings``). Stdlib only, no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from email.utils import format_datetime
+from typing import Any, Literal
+
+from . import Session, is_valid_session_id
+from .config import (
+    ENV_ABSOLUTE_TIMEOUT,
+    ENV_APP_NAME,
+    ENV_BLOB_ENDPOINT,
+    ENV_CONNECTION_STRING,
+    ENV_CONTAINER_NAME,
+    ENV_IDLE_TIMEOUT,
+    ENV_TABLE_ENDPOINT,
+    ENV_TABLE_NAME,
+)
+
+#: Fixed and versioned: a different purpose string yields unrelated keys, so
+#: nothing else signed with the framework's secret can pass as a session cookie.
+PURPOSE = b"tablesessions/session-cookie/v1"
+_ID_LENGTH = 43  # tablesessions ids: 256 bits as unpadded URL-safe base64
+_SIG_LENGTH = 43  # HMAC-SHA256 as unpadded URL-safe base64
+COOKIE_LENGTH = _ID_LENGTH + 1 + _SIG_LENGTH
+
+
+def _derive_key(secret: str | bytes) -> bytes:
+    raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    if not raw:
+        raise ValueError("the secret key is empty")
+    return hmac.new(raw, PURPOSE, hashlib.sha256).digest()
+
+
+def _mac(key: bytes, session_id: str) -> bytes:
+    digest = hmac.new(key, session_id.encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=")
+
+
+class CookieSigner:
+    """Sign session ids for cookies and verify them in constant time.
+
+    :param secret: the framework's secret (``SECRET_KEY``).
+    :param fallbacks: older secrets still accepted while rotating; cookies they
+        signed are re-signed with ``secret`` the next time the session is used.
+    :raises ValueError: for an empty secret.
+    """
+
+    def __init__(self, secret: str | bytes, fallbacks: Iterable[str | bytes] = ()) -> None:
+        self._keys = [_derive_key(secret), *(_derive_key(old) for old in fallbacks)]
+
+    def sign(self, session_id: str) -> str:
+        """Return the cookie value for ``session_id``.
+
+        :raises ValueError: when ``session_id`` is not a tablesessions id.
+        """
+        if not is_valid_session_id(session_id):
+            raise ValueError("not a tablesessions session id")
+        return f"{session_id}.{_mac(self._keys[0], session_id).decode('ascii')}"
+
+    def unsign(self, value: object) -> str | None:
+        """Return the session id in a cookie value, or None for anything not signed
+        by one of our secrets (never raises)."""
+        if not isinstance(value, str) or len(value) != COOKIE_LENGTH:
+            return None
+        session_id, dot, signature = value.partition(".")
+        if not dot or not is_valid_session_id(session_id):
+            return None
+        given = signature.encode("utf-8", "replace")
+        # Check every key, so timing tells nothing about which one matched.
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(_mac(key, session_id), given)
+        return session_id if matched else None
+
+
+# -- cookie attributes ----------------------------------------------------------------
+
+SameSite = Literal["Lax", "Strict", "None"]
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 cookie-name (RFC 2616 token)
+_ATTR_UNSAFE = re.compile(r"[;\x00-\x1f\x7f]")
+_EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+def normalize_samesite(value: str | None) -> SameSite | None:
+    """Return ``"Lax"``, ``"Strict"``, ``"None"`` or None (no attribute) for any casing.
+
+    :raises ValueError: for any other value.
+    """
+    if value is None:
+        return None
+    for known in ("Lax", "Strict", "None"):
+        if value.lower() == known.lower():
+            return known
+    raise ValueError(f"SameSite must be Lax, Strict or None, not {value!r}")
+
+
+@dataclass(frozen=True)
+class CookieSpec:
+    """The session cookie's name and attributes, and the headers that set or clear it.
+
+    :raises ValueError: for a name that is not a cookie token, a path or domain
+        with ``;`` or control characters, or ``SameSite=None`` without ``Secure``
+        (browsers reject that combination).
+    """
+
+    name: str = "session"
+    path: str = "/"
+    domain: str | None = None
+    secure: bool = True
+    httponly: bool = True
+    samesite: SameSite | None = "Lax"
+    partitioned: bool = False
+
+    def __post_init__(self) -> None:
+        if not _TOKEN.fullmatch(self.name):
+            raise ValueError(f"cookie name {self.name!r} is not a valid token")
+        for what, text in (("path", self.path), ("domain", self.domain or "")):
+            if _ATTR_UNSAFE.search(text):
+                raise ValueError(f"cookie {what} {text!r} contains ';' or control characters")
+        if self.samesite == "None" and not self.secure:
+            raise ValueError("SameSite=None needs Secure (browsers drop such cookies)")
+
+    def _attributes(self) -> str:
+        parts = [f"Path={self.path}"]
+        if self.domain:
+            parts.append(f"Domain={self.domain}")
+        if self.secure:
+            parts.append("Secure")
+        if self.httponly:
+            parts.append("HttpOnly")
+        if self.samesite:
+            parts.append(f"SameSite={self.samesite}")
+        if self.partitioned:
+            parts.append("Partitioned")
+        return "; ".join(parts)
+
+    def set_header(self, value: str, max_age: int, now: dt.datetime) -> str:
+        """A ``Set-Cookie`` value carrying ``value`` for ``max_age`` seconds from ``now``."""
+        expires = format_datetime(now.astimezone(dt.timezone.utc)
+                                  + dt.timedelta(seconds=max_age), usegmt=True)
+        return f"{self.name}={value}; Max-Age={max_age}; Expires={expires}; {self._attributes()}"
+
+    def delete_header(self) -> str:
+        """A ``Set-Cookie`` value that makes the browser drop the cookie."""
+        return f"{self.name}=; Max-Age=0; Expires={_EPOCH}; {self._attributes()}"
+
+
+# -- the end of a request ---------------------------------------------------------------
+
+EndAction = Literal["save", "delete", "skip"]
+
+
+def end_action(session: Session) -> EndAction:
+    """What to do with a session the request loaded, before the response goes out.
+
+    An empty session is never stored: a new one is skipped, a stored one that was
+    emptied (``session.clear()`` at logout) is deleted.
+    """
+    if session.is_deleted:
+        return "skip"
+    if len(session) == 0:
+        return "skip" if session.is_new else "delete"
+    return "save"
+
+
+def end_cookie(spec: CookieSpec, signer: CookieSigner, session: Session, *,
+               incoming: str | None, expiry_before: dt.datetime, now: dt.datetime) -> str | None:
+    """Return the ``Set-Cookie`` value the response needs after the end action, or None.
+
+    Set only when needed: a new or regenerated id, an expiry the save moved
+    (``Max-Age`` follows the store's sliding expiry), or a cookie signed with an
+    old secret. Cleared when the browser sent a cookie but no live session remains.
+
+    :param incoming: the raw cookie value the request carried, if any.
+    :param expiry_before: ``session.expires_at`` before the end action ran.
+    """
+    if session.is_deleted or session.is_new or len(session) == 0:
+        return spec.delete_header() if incoming is not None else None
+    value = signer.sign(session.id)
+    if value == incoming and session.expires_at == expiry_before:
+        return None
+    return spec.set_header(value, max_age_for(session, now), now)
+
+
+def max_age_for(session: Session, now: dt.datetime) -> int:
+    """Seconds until the session's expiry (idle or absolute, whichever is first)."""
+    return max(0, round((session.expires_at - now).total_seconds()))
+
+
+# -- framework settings -> a store ---------------------------------------------------------
+
+#: The store settings every integration accepts, by their environment-variable
+#: names; Django's ``TABLESESSIONS`` dict uses them without the prefix.
+SETTING_NAMES = (ENV_CONNECTION_STRING, ENV_TABLE_ENDPOINT, ENV_BLOB_ENDPOINT, ENV_TABLE_NAME,
+                 ENV_CONTAINER_NAME, ENV_APP_NAME, ENV_IDLE_TIMEOUT, ENV_ABSOLUTE_TIMEOUT)
+OPTIONS_SETTING = "TABLESESSIONS_OPTIONS"
+PREFIX = "TABLESESSIONS_"
+_CONNECTION = (ENV_CONNECTION_STRING, ENV_TABLE_ENDPOINT, ENV_BLOB_ENDPOINT)
+
+
+def store_from_settings(factory: Any, settings: Mapping[str, Any],
+                        environ: Mapping[str, str] | None = None) -> Any:
+    """Build a store with ``factory.from_env`` from prefixed framework settings.
+
+    Settings win over ``TABLESESSIONS_*`` environment variables, which fill the
+    gaps; ``TABLESESSIONS_OPTIONS`` is a dict of any other ``StoreConfig`` option.
+    Timeouts may be numbers of seconds or ``timedelta``.
+
+    :raises ValueError: for an unknown ``TABLESESSIONS_*`` setting (a typo would
+        otherwise be ignored silently), or when no connection is configured.
+    """
+    env = os.environ if environ is None else environ
+    # How to connect comes wholly from the settings when they say anything about
+    # it: endpoints there must not lose to a connection string in the environment.
+    own_connection = any(settings.get(k) is not None for k in _CONNECTION)
+    merged = {k: v for k, v in env.items()
+              if k in SETTING_NAMES and not (own_connection and k in _CONNECTION)}
+    options: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key == OPTIONS_SETTING:
+            options = dict(value or {})
+        elif key in SETTING_NAMES:
+            if value is None:
+                continue
+            if isinstance(value, dt.timedelta):
+                value = value.total_seconds()
+            merged[key] = str(value)
+        else:
+            raise ValueError(f"unknown tablesessions setting {key!r}; known: "
+                             f"{', '.join((*SETTING_NAMES, OPTIONS_SETTING))}")
+    return factory.from_env(merged, **options)

@@ -1,0 +1,153 @@
+"""The shared cookie signer and cookie attributes (pure: no storage, no framework)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import ClassVar
+
+import pytest
+
+import tablesessions
+from tablesessions import new_session_id
+from tablesessions._cookies import (
+    COOKIE_LENGTH,
+    CookieSigner,
+    CookieSpec,
+    end_cookie,
+    normalize_samesite,
+    store_from_settings,
+)
+
+from .helpers import COOKIE_RE, HOSTILE_IDS, OTHER_SECRET, SECRET, hostile_cookies, parse_set_cookie
+
+
+def test_sign_round_trips_and_has_the_documented_shape() -> None:
+    signer = CookieSigner(SECRET)
+    session_id = new_session_id()
+    value = signer.sign(session_id)
+    assert COOKIE_RE.fullmatch(value)
+    assert len(value) == COOKIE_LENGTH
+    assert value.startswith(session_id + ".")
+    assert signer.unsign(value) == session_id
+
+
+def test_str_and_bytes_secrets_agree() -> None:
+    session_id = new_session_id()
+    assert CookieSigner(SECRET).sign(session_id) == CookieSigner(SECRET.encode()).sign(session_id)
+
+
+def test_another_secret_is_rejected() -> None:
+    value = CookieSigner(OTHER_SECRET).sign(new_session_id())
+    assert CookieSigner(SECRET).unsign(value) is None
+
+
+def test_fallback_secrets_verify_but_the_current_one_signs() -> None:
+    session_id = new_session_id()
+    old_cookie = CookieSigner("old").sign(session_id)
+    rotated = CookieSigner(SECRET, ["old"])
+    assert rotated.unsign(old_cookie) == session_id
+    assert rotated.sign(session_id) == CookieSigner(SECRET).sign(session_id) != old_cookie
+
+
+@pytest.mark.parametrize("raw", hostile_cookies(), ids=HOSTILE_IDS)
+def test_hostile_values_unsign_to_none(raw: bytes) -> None:
+    assert CookieSigner(SECRET).unsign(raw.decode("latin-1")) is None
+    assert CookieSigner(SECRET).unsign(raw.decode("utf-8", "surrogateescape")) is None
+
+
+@pytest.mark.parametrize("value", [None, 42, b"bytes", ["list"]])
+def test_non_strings_unsign_to_none(value: object) -> None:
+    assert CookieSigner(SECRET).unsign(value) is None
+
+
+def test_empty_secret_and_bad_ids_are_refused() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        CookieSigner("")
+    with pytest.raises(ValueError, match="session id"):
+        CookieSigner(SECRET).sign("not-an-id")
+
+
+def test_spec_headers_carry_every_flag() -> None:
+    spec = CookieSpec(name="sid", path="/app", domain="example.com", partitioned=True)
+    now = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    name, value, attrs = parse_set_cookie(spec.set_header("v", 90, now))
+    assert (name, value) == ("sid", "v")
+    assert attrs == {"max-age": "90", "expires": "Tue, 01 Jan 2030 00:01:30 GMT", "path": "/app",
+                     "domain": "example.com", "secure": "", "httponly": "",
+                     "samesite": "Lax", "partitioned": ""}
+    _, value, attrs = parse_set_cookie(spec.delete_header())
+    assert value == ""
+    assert attrs["max-age"] == "0"
+    assert attrs["expires"] == "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "bad name"}, "token"),
+    ({"name": "a;b"}, "token"),
+    ({"path": "/a;Domain=evil"}, "path"),
+    ({"domain": "x\r\nSet-Cookie: y"}, "domain"),
+    ({"samesite": "None", "secure": False}, "Secure"),
+])
+def test_spec_refuses_unsafe_attributes(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CookieSpec(**kwargs)  # type: ignore[arg-type]
+
+
+def test_normalize_samesite() -> None:
+    assert normalize_samesite("lax") == "Lax"
+    assert normalize_samesite("STRICT") == "Strict"
+    assert normalize_samesite("none") == "None"
+    assert normalize_samesite(None) is None
+    with pytest.raises(ValueError, match="SameSite"):
+        normalize_samesite("sometimes")
+
+
+def test_end_cookie_only_when_needed() -> None:
+    store = tablesessions.SessionStore.from_connection_string(
+        "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a2V5;"
+        "TableEndpoint=http://127.0.0.1:9/a;BlobEndpoint=http://127.0.0.1:9/a;")
+    signer, spec = CookieSigner(SECRET), CookieSpec()
+    now = dt.datetime.now(dt.timezone.utc)
+    fresh = store.new()
+    # A new, empty session: nothing to say, unless a stale cookie must go.
+    assert end_cookie(spec, signer, fresh, incoming=None, expiry_before=fresh.expires_at,
+                      now=now) is None
+    stale = end_cookie(spec, signer, fresh, incoming="stale", expiry_before=fresh.expires_at,
+                       now=now)
+    assert stale is not None
+    assert parse_set_cookie(stale)[2]["max-age"] == "0"
+    store.close()
+
+
+def test_store_from_settings_merges_env_and_rejects_typos() -> None:
+    class Factory:
+        seen: ClassVar[dict[str, object]] = {}
+
+        @classmethod
+        def from_env(cls, environ: dict[str, str], **options: object) -> str:
+            cls.seen = {"environ": environ, "options": options}
+            return "store"
+
+    env = {"TABLESESSIONS_CONNECTION_STRING": "from-env", "TABLESESSIONS_APP_NAME": "envapp",
+           "UNRELATED": "x"}
+    result = store_from_settings(Factory, {
+        "TABLESESSIONS_APP_NAME": "mine",
+        "TABLESESSIONS_IDLE_TIMEOUT_SECONDS": dt.timedelta(minutes=2),
+        "TABLESESSIONS_TABLE_NAME": None,
+        "TABLESESSIONS_OPTIONS": {"on_storage_error": "empty"},
+    }, environ=env)
+    assert result == "store"
+    assert Factory.seen == {
+        "environ": {"TABLESESSIONS_CONNECTION_STRING": "from-env",
+                    "TABLESESSIONS_APP_NAME": "mine",
+                    "TABLESESSIONS_IDLE_TIMEOUT_SECONDS": "120.0"},
+        "options": {"on_storage_error": "empty"},
+    }
+    # Endpoints in the settings are not overridden by a connection string in the env.
+    store_from_settings(Factory, {"TABLESESSIONS_TABLE_ENDPOINT": "https://t",
+                                  "TABLESESSIONS_BLOB_ENDPOINT": "https://b"}, environ=env)
+    assert Factory.seen["environ"] == {"TABLESESSIONS_TABLE_ENDPOINT": "https://t",
+                                       "TABLESESSIONS_BLOB_ENDPOINT": "https://b",
+                                       "TABLESESSIONS_APP_NAME": "envapp"}
+    with pytest.raises(ValueError, match="TABLESESSIONS_TABEL_NAME"):
+        store_from_settings(Factory, {"TABLESESSIONS_TABEL_NAME": "x"}, environ={})
