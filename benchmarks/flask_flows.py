@@ -1,0 +1,237 @@
+"""Flask request flows through the test client: ``tablesessions.flask`` against a
+floor app that makes the same storage calls by hand.
+
+Both apps run under Flask's test client with ``use_cookies=False``; every request
+carries its ``Cookie`` header explicitly, so the clients do no cookie-jar work.
+The session holds ~1 KiB of JSON (:func:`benchmarks.payloads.session_data`).
+
+The floor app (``floor_app``), precisely:
+
+* **No Flask session machinery**: its session interface opens a null session.
+* **Cookie**: ``<43-char id>.<43-char HMAC-SHA256>``, the same format and crypto
+  as tablesessions' cookie (the HMAC key derived once at start-up, not per
+  request); verified with ``hmac.compare_digest``. A new or changed session gets
+  ``Set-Cookie`` with the same attributes (``Max-Age``, ``Expires``, ``Path``,
+  ``Secure``, ``HttpOnly``, ``SameSite=Lax``) and ``Vary: Cookie``.
+* **Keys**: RowKey = SHA-256 of the id, PartitionKey from its first hex digit.
+* **create**: one ``create_entity`` of a copy of the entity the library wrote
+  for the same data (payload already encoded and compressed: nothing encoded).
+* **read**: one ``get_entity`` and an expiry check; nothing decoded, the body is
+  a constant of the same length as the library app's.
+* **modify**: ``get_entity``, then ``update_entity`` (replace, If-Match its ETag)
+  of the entity as read with a new expiry and write token; nothing re-encoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import format_datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.data.tables import TableClient, TableEntity, UpdateMode
+from flask import Flask, Response, request, session
+from flask.sessions import SessionInterface, SessionMixin
+from flask.testing import FlaskClient
+
+import tablesessions
+
+from .harness import Comparison, Stopwatch, compare
+from .payloads import KIB, session_data
+from .scenarios import IDLE, Rig, plain, utcnow
+
+SECRET = "benchmark-secret-key"
+COOKIE = "session"
+FLASK_TARGET = 0.9
+_PURPOSE = b"tablesessions/session-cookie/v1"
+_USER = "Alice Example"
+
+
+def library_app(store: tablesessions.SessionStore, data: dict[str, Any]) -> Flask:
+    """The app under test: ``flask.session`` backed by ``store``."""
+    from tablesessions.flask import TableSessions
+
+    app = Flask("bench_library")
+    app.config.update(SECRET_KEY=SECRET)
+    TableSessions(app, store=store)
+
+    @app.post("/create")
+    def create() -> str:
+        session.update(data)
+        return "created"
+
+    @app.get("/read")
+    def read() -> str:
+        user = session.get("user")
+        return str(user["name"]) if user else ""
+
+    @app.post("/modify")
+    def modify() -> str:
+        session["visits"] = session["visits"] + 1
+        return "modified"
+
+    @app.get("/plain")
+    def plain_view() -> str:
+        return "never touches the session"
+
+    return app
+
+
+class _NoSessions(SessionInterface):
+    """The floor app does its own session work in the views."""
+
+    def open_session(self, app: Flask, request: Any) -> SessionMixin | None:
+        return None
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Any) -> None:
+        return None
+
+
+@dataclass
+class FloorCookies:
+    """HMAC-SHA256 cookie signing, as tablesessions does it, key derived once."""
+
+    key: bytes
+
+    @classmethod
+    def for_secret(cls, secret: str) -> FloorCookies:
+        return cls(hmac.new(secret.encode(), _PURPOSE, hashlib.sha256).digest())
+
+    def _mac(self, sid: str) -> str:
+        digest = hmac.new(self.key, sid.encode("ascii"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    def sign(self, sid: str) -> str:
+        return f"{sid}.{self._mac(sid)}"
+
+    def unsign(self, value: str | None) -> str | None:
+        if not value or len(value) != 87:
+            return None
+        sid, _, sig = value.partition(".")
+        return sid if hmac.compare_digest(self._mac(sid), sig) else None
+
+    @staticmethod
+    def header(value: str, expires: dt.datetime, now: dt.datetime) -> str:
+        max_age = int((expires - now).total_seconds())
+        return (f"{COOKIE}={value}; Max-Age={max_age}; "
+                f"Expires={format_datetime(expires, usegmt=True)}; Path=/; Secure; HttpOnly; "
+                "SameSite=Lax")
+
+
+def _keys(sid: str) -> tuple[str, str]:
+    rk = hashlib.sha256(sid.encode("ascii")).hexdigest()
+    return f"floor-{rk[0]}", rk
+
+
+def floor_app(table: TableClient, template: dict[str, Any]) -> Flask:
+    """The floor: the same storage calls and cookie work, written by hand."""
+    app = Flask("bench_floor")
+    app.session_interface = _NoSessions()
+    cookies = FloorCookies.for_secret(SECRET)
+
+    def with_cookie(body: str, sid: str, expires: dt.datetime, now: dt.datetime) -> Response:
+        response = Response(body)
+        response.headers.add("Set-Cookie", cookies.header(cookies.sign(sid), expires, now))
+        response.vary.add("Cookie")
+        return response
+
+    def load() -> tuple[str, TableEntity] | None:
+        sid = cookies.unsign(request.cookies.get(COOKIE))
+        if sid is None:
+            return None
+        entity = table.get_entity(*_keys(sid))
+        if entity["ExpiresAt"] <= utcnow():
+            return None
+        return sid, entity
+
+    @app.post("/create")
+    def create() -> Response:
+        sid = secrets.token_urlsafe(32)
+        pk, rk = _keys(sid)
+        now = utcnow()
+        expires = now + IDLE
+        table.create_entity({**template, "PartitionKey": pk, "RowKey": rk, "ExpiresAt": expires,
+                             "CreatedAt": now, "WriteToken": secrets.token_hex(8)})
+        return with_cookie("created", sid, expires, now)
+
+    @app.get("/read")
+    def read() -> Response:
+        loaded = load()
+        response = Response(_USER if loaded else "")
+        response.vary.add("Cookie")
+        return response
+
+    @app.post("/modify")
+    def modify() -> Response:
+        loaded = load()
+        if loaded is None:
+            return Response("", status=401)
+        sid, entity = loaded
+        now = utcnow()
+        expires = now + IDLE
+        etag = entity.metadata["etag"]
+        table.update_entity({**plain(entity), "ExpiresAt": expires,
+                             "WriteToken": secrets.token_hex(8)},
+                            mode=UpdateMode.REPLACE, etag=etag,
+                            match_condition=MatchConditions.IfNotModified)
+        return with_cookie("modified", sid, expires, now)
+
+    return app
+
+
+def _cookie_of(response: Any) -> str:
+    for header in response.headers.getlist("Set-Cookie"):
+        name, _, rest = header.partition("=")
+        if name == COOKIE:
+            return str(rest.split(";", 1)[0])
+    raise AssertionError("the create flow set no session cookie")
+
+
+def _step(client: FlaskClient, method: str, path: str, cookie: str | None,
+          expect: int = 200) -> Callable[[Stopwatch], None]:
+    headers = {"Cookie": f"{COOKIE}={cookie}"} if cookie else {}
+    call = client.post if method == "POST" else client.get
+
+    def step(watch: Stopwatch) -> None:
+        with watch:
+            response = call(path, headers=headers)
+        assert response.status_code == expect, response.status_code
+
+    return step
+
+
+def flask_scenarios(rig: Rig, iterations: int, warmup: int) -> list[Comparison]:
+    """create, read-only and modify flows, library app against floor app."""
+    data = session_data(KIB)
+    lib = library_app(rig.store, data).test_client(use_cookies=False)
+    seed = rig.store.new()
+    seed.update(data)
+    rig.store.save(seed)
+    template = rig.stored_entity(rig.store, seed)
+    flo = floor_app(rig.table, template).test_client(use_cookies=False)
+
+    lib_cookie = _cookie_of(lib.post("/create"))
+    flo_cookie = _cookie_of(flo.post("/create"))
+    assert lib.get("/read", headers={"Cookie": f"{COOKIE}={lib_cookie}"}).text == _USER
+    assert flo.get("/read", headers={"Cookie": f"{COOKIE}={flo_cookie}"}).text == _USER
+
+    flows = [
+        ("flask create", "POST", "/create", None, None),
+        ("flask read-only", "GET", "/read", lib_cookie, FLASK_TARGET),
+        ("flask modify", "POST", "/modify", lib_cookie, FLASK_TARGET),
+    ]
+    results = []
+    for name, method, path, cookie, target in flows:
+        floor_cookie = flo_cookie if cookie else None
+        results.append(compare(name, _step(lib, method, path, cookie),
+                               _step(flo, method, path, floor_cookie),
+                               iterations=iterations, warmup=warmup, target=target,
+                               notes="Flask test client; see benchmarks/flask_flows.py "
+                                     "for the floor app"))
+    return results

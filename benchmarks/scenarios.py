@@ -1,0 +1,299 @@
+"""Sync scenarios: the store's new+save, get, modify+save and refresh, inline and
+overflowed, each against the bare SDK calls that move the same bytes.
+
+The floor's entity is a copy of the one the library wrote for the same data
+(same columns, same sizes, the payload already encoded and compressed), so the
+two sides send the same bytes and the ratio isolates what the library adds:
+encoding and decoding, change tracking, integrity checks, retries and deadlines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.data.tables import TableClient, UpdateMode
+from azure.storage.blob import ContainerClient
+
+import tablesessions
+from tablesessions.testing import unique_name
+
+from .harness import Comparison, Stopwatch, compare
+from .payloads import KIB, MIB, incompressible, session_data
+
+IDLE = dt.timedelta(minutes=20)
+#: The refresh scenario moves its clock 11 minutes per iteration; with the
+#: default 12 h absolute timeout the cap would soon stop refreshes.
+LONG_ABSOLUTE = dt.timedelta(days=3650)
+GET_MODIFY_TARGET = 0.9
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many timed iterations (and untimed warm-ups) each kind of scenario gets."""
+
+    small: int
+    large: int
+    overflow_1m: int
+    overflow_5m: int
+    warmup: int
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> Plan:
+        if quick:
+            return cls(small=3, large=3, overflow_1m=2, overflow_5m=2, warmup=1)
+        return cls(small=600, large=300, overflow_1m=60, overflow_5m=30, warmup=20)
+
+
+class ShiftedClock:
+    """Real UTC time plus an offset the refresh scenario moves forward."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta(0)
+
+    def __call__(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc) + self.offset
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def floor_keys() -> tuple[str, str]:
+    """A fresh (PartitionKey, RowKey) laid out as the library lays out its own, from
+    a fresh 256-bit id (the floor pays for the id and its hash too)."""
+    rk = hashlib.sha256(secrets.token_urlsafe(32).encode("ascii")).hexdigest()
+    return f"floor-{rk[0]}", rk
+
+
+def plain(entity: Any) -> dict[str, Any]:
+    """A read-back entity as a plain dict that can be written again."""
+    return {str(k): v for k, v in dict(entity).items()}
+
+
+@dataclass
+class Rig:
+    """Everything the sync scenarios share: storage, the store and the floor clients."""
+
+    conn_str: str
+    table_name: str
+    container_name: str
+    store: tablesessions.SessionStore
+    table: TableClient
+    container: ContainerClient
+
+    @classmethod
+    @contextmanager
+    def open(cls, conn_str: str) -> Iterator[Rig]:
+        table_name, container_name = unique_name("bench"), unique_name("bench")
+        store = tablesessions.SessionStore.from_connection_string(
+            conn_str, table_name=table_name, container_name=container_name)
+        store.create_storage()
+        # The floor uses bare clients with the SDK's defaults, as a hand-written
+        # app would; no request of the benchmark is ever retried.
+        table = TableClient.from_connection_string(conn_str, table_name=table_name)
+        container = ContainerClient.from_connection_string(conn_str,
+                                                           container_name=container_name)
+        try:
+            yield cls(conn_str, table_name, container_name, store, table, container)
+        finally:
+            store.close()
+            table.close()
+            container.close()
+
+    def stored_entity(self, store: tablesessions.SessionStore,
+                      session: tablesessions.Session) -> dict[str, Any]:
+        """The entity the library wrote for ``session``, read back raw (untimed)."""
+        digest = hashlib.sha256(session.id.encode("ascii")).hexdigest()
+        pk = f"{store.config.app_name}-{digest[0]}"  # see docs/data-format.md
+        return plain(self.table.get_entity(pk, digest))
+
+    def floor_copy(self, template: dict[str, Any]) -> dict[str, Any]:
+        """The template under fresh floor keys, written once; returns it with its ETag."""
+        pk, rk = floor_keys()
+        entity = {**template, "PartitionKey": pk, "RowKey": rk}
+        meta = self.table.create_entity(entity)
+        entity["__etag"] = meta["etag"]
+        return entity
+
+
+def _entity_for_write(entity: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entity.items() if k != "__etag"}
+
+
+def inline_scenarios(rig: Rig, size: int, plan: Plan) -> list[Comparison]:
+    """new+save, get, modify+save and refresh of a session of ``size`` JSON bytes."""
+    iterations = plan.small if size <= 4 * KIB else plan.large
+    label = f"{size // KIB} KiB"
+    data = session_data(size)
+    store = rig.store
+    results: list[Comparison] = []
+
+    seed = store.new()
+    seed.update(data)
+    store.save(seed)
+    template = rig.stored_entity(store, seed)
+    stored_bytes = int(template["Size"])
+
+    # -- new + save ------------------------------------------------------------------
+    def lib_new(watch: Stopwatch) -> None:
+        with watch:
+            session = store.new()
+            session.update(data)
+            store.save(session)
+
+    def floor_new(watch: Stopwatch) -> None:
+        with watch:
+            pk, rk = floor_keys()
+            rig.table.create_entity({**template, "PartitionKey": pk, "RowKey": rk,
+                                     "ExpiresAt": utcnow() + IDLE,
+                                     "WriteToken": secrets.token_hex(8)})
+
+    results.append(compare(f"new+save {label}", lib_new, floor_new, iterations=iterations,
+                           warmup=plan.warmup,
+                           notes=f"floor: 1 create_entity of the same {stored_bytes:,}-byte "
+                                 "stored payload"))
+
+    # -- get -------------------------------------------------------------------------
+    sid = seed.id
+    copy = rig.floor_copy(template)
+
+    def lib_get(watch: Stopwatch) -> None:
+        with watch:
+            session = store.get(sid)
+        assert session is not None
+
+    def floor_get(watch: Stopwatch) -> None:
+        with watch:
+            rig.table.get_entity(copy["PartitionKey"], copy["RowKey"])
+
+    results.append(compare(f"get {label}", lib_get, floor_get, iterations=iterations,
+                           warmup=plan.warmup, target=GET_MODIFY_TARGET,
+                           notes="floor: 1 get_entity, nothing decoded"))
+
+    # -- modify + save ----------------------------------------------------------------
+    loaded = store.get(sid)
+    assert loaded is not None
+    session = loaded
+    entity = _entity_for_write(copy)
+    etag = [str(copy["__etag"])]
+
+    def lib_modify(watch: Stopwatch) -> None:
+        with watch:
+            session["visits"] = session["visits"] + 1
+            store.save(session)
+
+    def floor_modify(watch: Stopwatch) -> None:
+        with watch:
+            entity["ExpiresAt"] = utcnow() + IDLE
+            entity["WriteToken"] = secrets.token_hex(8)
+            meta = rig.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag[0],
+                                           match_condition=MatchConditions.IfNotModified)
+            etag[0] = meta["etag"]
+
+    results.append(compare(f"modify+save {label}", lib_modify, floor_modify,
+                           iterations=iterations, warmup=plan.warmup, target=GET_MODIFY_TARGET,
+                           notes="one small key changed; floor: 1 update_entity (replace) "
+                                 "with If-Match"))
+
+    # -- refresh (a read-only request past half the idle time) ------------------------
+    clock = ShiftedClock()
+    refreshing = tablesessions.SessionStore.from_connection_string(
+        rig.conn_str, table_name=rig.table_name, container_name=rig.container_name,
+        clock=clock, absolute_timeout=LONG_ABSOLUTE)
+    try:
+        fresh = refreshing.new()
+        fresh.update(data)
+        refreshing.save(fresh)
+        due = refreshing.get(fresh.id)
+        assert due is not None
+        key = {"PartitionKey": copy["PartitionKey"], "RowKey": copy["RowKey"]}
+
+        def lib_refresh(watch: Stopwatch) -> None:
+            clock.offset += dt.timedelta(minutes=11)  # less than half the idle time left
+            before = due.expires_at
+            with watch:
+                refreshing.save(due)
+            assert due.expires_at > before, "the refresh scenario did not refresh"
+
+        def floor_refresh(watch: Stopwatch) -> None:
+            with watch:
+                rig.table.update_entity({**key, "ExpiresAt": utcnow() + IDLE},
+                                        mode=UpdateMode.MERGE)
+
+        results.append(compare(f"refresh {label}", lib_refresh, floor_refresh,
+                               iterations=iterations, warmup=plan.warmup,
+                               notes="save() of an unmodified session due for refresh; "
+                                     "floor: 1 merge of the expiry column"))
+    finally:
+        refreshing.close()
+    return results
+
+
+def overflow_scenarios(rig: Rig, size: int, plan: Plan) -> list[Comparison]:
+    """new+save and get of a session holding ``size`` incompressible bytes (a blob)."""
+    iterations = plan.overflow_1m if size <= MIB else plan.overflow_5m
+    label = f"{size // MIB} MiB"
+    data: dict[str, Any] = {**session_data(KIB), "upload": incompressible(size)}
+    store = rig.store
+    results: list[Comparison] = []
+
+    seed = store.new()
+    seed.update(data)
+    store.save(seed)
+    template = rig.stored_entity(store, seed)
+    assert template.get("BlobName"), "the overflow session was stored inline"
+    blob_bytes = incompressible(int(template["BlobSize"]), seed=11)
+
+    def floor_write() -> tuple[str, str, str]:
+        pk, rk = floor_keys()
+        name = f"floor/{rk}/{secrets.token_urlsafe(18)}"
+        rig.container.upload_blob(name, blob_bytes, overwrite=False)
+        rig.table.create_entity({**template, "PartitionKey": pk, "RowKey": rk,
+                                 "BlobName": name, "ExpiresAt": utcnow() + IDLE,
+                                 "WriteToken": secrets.token_hex(8)})
+        return pk, rk, name
+
+    # -- new + save ------------------------------------------------------------------
+    def lib_new(watch: Stopwatch) -> None:
+        with watch:
+            session = store.new()
+            session.update(data)
+            store.save(session)
+        store.delete(session)  # untimed: keeps Azurite's memory flat
+
+    def floor_new(watch: Stopwatch) -> None:
+        with watch:
+            pk, rk, name = floor_write()
+        rig.container.delete_blob(name)
+        rig.table.delete_entity(pk, rk)
+
+    results.append(compare(f"overflow new+save {label}", lib_new, floor_new,
+                           iterations=iterations, warmup=min(plan.warmup, 3),
+                           notes=f"{len(blob_bytes):,}-byte blob; floor: upload_blob + "
+                                 "create_entity of the pointer"))
+
+    # -- get -------------------------------------------------------------------------
+    pk, rk, name = floor_write()
+
+    def lib_get(watch: Stopwatch) -> None:
+        with watch:
+            session = store.get(seed.id)
+        assert session is not None
+
+    def floor_get(watch: Stopwatch) -> None:
+        with watch:
+            rig.table.get_entity(pk, rk)
+            rig.container.download_blob(name).readall()
+
+    results.append(compare(f"overflow get {label}", lib_get, floor_get, iterations=iterations,
+                           warmup=min(plan.warmup, 3),
+                           notes="floor: get_entity + download_blob().readall()"))
+    store.delete(seed)
+    return results

@@ -1,0 +1,97 @@
+"""Smoke of ``python -m benchmarks.run --quick``: it completes in-process, writes
+its report, and the storage calls per operation are exactly the documented ones.
+
+Counts only, never timings: on a shared CI machine a timing means nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.run import Options, main, run
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+#: The storage calls per operation as published in docs/cost.md (and
+#: docs/performance.md): each HTTP request is one billed transaction.
+DOCUMENTED_CALLS = {
+    "create (new + save)": 1,
+    "read (get; refresh not due)": 1,
+    "read-only request (get + save, refresh not due)": 1,
+    "read due for refresh (get + save)": 2,
+    "modify (get + set + save)": 2,
+    "logout (get + delete)": 2,
+    "read of a missing or expired id": 1,
+    "read of a malformed id": 0,
+    "overflow write (new + save, 1 MiB)": 2,
+    "overflow read (get, 1 MiB)": 2,
+    "overflow modify (get + set + save, 1 MiB)": 5,
+    "flask: create": 1,
+    "flask: read-only request": 1,
+    "flask: modify request": 2,
+    "flask: forged cookie": 0,
+    "flask: view that never touches the session": 0,
+    # 16 partition queries + the user-index query + checkpoint read + lease
+    # acquire + orphan listing + lease release (the lock blob already exists)
+    "sweep, nothing expired": 21,
+    # ... + 1 delete batch per partition
+    "sweep, 100 expired sessions (no blobs)": 37,
+}
+
+SCENARIOS = [
+    *(f"{op} {size}" for size in ("1 KiB", "64 KiB")
+      for op in ("new+save", "get", "modify+save", "refresh")),
+    *(f"overflow {op} {size}" for size in ("1 MiB", "5 MiB") for op in ("new+save", "get")),
+    "flask create", "flask read-only", "flask modify",
+]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("bench")
+    return run(Options(quick=True, out=out, sweeper_sessions=200)), out
+
+
+def test_quick_run_writes_markdown_and_json(quick: tuple[dict[str, Any], Path]) -> None:
+    results, out = quick
+    written = json.loads((out / "latest.json").read_text())
+    assert written["meta"]["quick"] is True
+    assert [c["scenario"] for c in written["comparisons"]] == SCENARIOS
+    for c in written["comparisons"]:
+        assert c["library"]["n"] == c["floor"]["n"] > 0
+    assert written["async"]["tasks"] == 32
+    markdown = (out / "latest.md").read_text()
+    assert markdown.strip() == results["markdown"].strip()
+    for heading in ("Library against the raw SDK floor", "Async store",
+                    "Storage calls per operation", "Sweeper"):
+        assert heading in markdown
+    assert written["sweeper"]["sweep"]["deleted"] == 100  # the other module really ran
+
+
+def test_storage_calls_are_exactly_the_documented_ones(
+        quick: tuple[dict[str, Any], Path]) -> None:
+    results, _ = quick
+    measured = {row["operation"]: row["calls"] for row in results["calls"]}
+    assert measured == DOCUMENTED_CALLS
+
+
+def test_the_cost_page_publishes_the_same_counts() -> None:
+    text = (DOCS / "cost.md").read_text(encoding="utf-8")
+    for operation, calls in DOCUMENTED_CALLS.items():
+        row = re.search(rf"^\| {re.escape(operation)} \| (\d+) \|", text, re.MULTILINE)
+        assert row is not None, f"docs/cost.md has no row for {operation!r}"
+        assert int(row.group(1)) == calls, operation
+
+
+def test_command_line_help_names_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out
+    for option in ("--quick", "--out", "--sweeper-sessions", "--skip-sweeper"):
+        assert option in usage
