@@ -321,10 +321,20 @@ class _Run:
         session = await self._get_checked(sid)
         if session is None:
             return None
+        record = self.live[sid]
         self._mutate(session)
+        after = copy.deepcopy(dict(session))
         await self._call("save(modify)", self.store.save(session))
-        self.live[sid] = Record(copy.deepcopy(dict(session)), self.clock() + IDLE)
-        self.figures.acknowledged_writes += 1
+        # Setting a key then deleting it (or setting an equal value) is no change:
+        # the store writes nothing, and only the refresh rule moves the expiry.
+        # repr per key, so that 1 -> True still counts as a change, as it does
+        # for the store (it compares encodings).
+        if _shape(after) != _shape(record.data):
+            self.live[sid] = Record(after, self.clock() + IDLE)
+            self.figures.acknowledged_writes += 1
+        elif self._due(record):
+            record.expires = self.clock() + IDLE
+            self.figures.acknowledged_writes += 1
         return None
 
     async def touch(self) -> None:
@@ -392,6 +402,10 @@ class _Run:
         del self.live[sid]
         self.gone.append(sid)
         self.figures.acknowledged_writes += 1
+
+
+def _shape(data: dict[str, Any]) -> dict[str, str]:
+    return {key: repr(value) for key, value in data.items()}
 
 
 STEPS = {"new": 12, "read": 30, "modify": 25, "touch": 12, "stash": 5, "stale": 8, "delete": 8}
