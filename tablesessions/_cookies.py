@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import os
@@ -48,7 +49,9 @@ _SIG_LENGTH = 43  # HMAC-SHA256 as unpadded URL-safe base64
 COOKIE_LENGTH = _ID_LENGTH + 1 + _SIG_LENGTH
 
 
+@functools.lru_cache(maxsize=32)
 def _derive_key(secret: str | bytes) -> bytes:
+    # Cached: the integrations build a signer per request from the app's secret.
     raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
     if not raw:
         raise ValueError("the secret key is empty")

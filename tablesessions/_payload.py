@@ -96,6 +96,12 @@ def _pack(fragment: bytes, threshold: int, level: int) -> tuple[int, bytes]:
     return (_ZLIB, packed) if len(packed) < len(fragment) else (0, fragment)
 
 
+def _key_bytes(key: str) -> bytes:
+    # "surrogatepass": a key with a lone surrogate (from a JSON request body) round-
+    # trips instead of failing the save; every other key is plain UTF-8 as before.
+    return key.encode("utf-8", "surrogatepass")
+
+
 def encode_key(key: str, value: Any) -> EncodedKey:
     """Encode one session entry. :raises TypeError: for unsupported values."""
     fragment, segments = encode_value(key, value)
@@ -104,7 +110,7 @@ def encode_key(key: str, value: Any) -> EncodedKey:
 
 def raw_size(entries: Mapping[str, EncodedKey]) -> int:
     """The uncompressed size of a payload: what ``max_session_bytes`` limits."""
-    return 7 + sum(len(k.encode("utf-8")) + 17 + 8 * len(e.segments) + e.raw_size()
+    return 7 + sum(len(_key_bytes(k)) + 17 + 8 * len(e.segments) + e.raw_size()
                    for k, e in entries.items())
 
 
@@ -115,7 +121,7 @@ def assemble(entries: Mapping[str, EncodedKey], *, threshold: int = DEFAULT_COMP
     body: list[bytes] = []
     for key, enc in entries.items():
         flags, stored = enc.packed(threshold, level)
-        kb = key.encode("utf-8")
+        kb = _key_bytes(key)
         header.append(struct.pack(">I", len(kb)))
         header.append(kb)
         header.append(struct.pack(">BIII", flags, len(stored), enc._raw_len, len(enc.segments)))
@@ -145,7 +151,7 @@ def split(payload: bytes | bytearray, *, max_size: int | None = None) -> dict[st
         layout: list[tuple[str, int, int, int, list[int]]] = []
         for _ in range(count):
             (klen,) = struct.unpack_from(">I", view, pos)
-            key = bytes(view[pos + 4 : pos + 4 + klen]).decode("utf-8")
+            key = bytes(view[pos + 4 : pos + 4 + klen]).decode("utf-8", "surrogatepass")
             pos += 4 + klen
             flags, flen, raw_len, nseg = struct.unpack_from(">BIII", view, pos)
             pos += 13

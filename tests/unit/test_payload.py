@@ -33,6 +33,11 @@ def test_split_rejects_malformed_payloads(junk: bytes) -> None:
         split(junk)
 
 
+def test_a_session_key_with_a_lone_surrogate_round_trips() -> None:
+    entries = {"k\ud800": encode_key("k\ud800", 1)}
+    assert decode_entries(split(assemble(entries))) == {"k\ud800": 1}
+
+
 def test_split_rejects_trailing_bytes() -> None:
     with pytest.raises(ValueError, match="length"):
         split(assemble({"a": encode_key("a", 1)}) + b"x")

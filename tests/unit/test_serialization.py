@@ -27,6 +27,10 @@ def roundtrip(value: Any) -> Any:
         dt.date(1999, 12, 31), uuid.uuid4(), b"", b"\x00\xff" * 100, Decimal("3.14159265358979"),
         Decimal("-1E+30"),
         {"$dt": "not a datetime"}, {"$b": 3}, {"$map": [["a", 1]]},  # user dicts shaped like tags
+        {"$int": "0x10"},
+        "lone \ud800 surrogate", {"key \udfff": ["\ud83d"]},  # valid JSON, not valid UTF-8
+        pytest.param(10**5000, id="10**5000"),  # past Python's 4,300-digit int/str limit
+        pytest.param(-(2**20_000), id="-2**20000"),
         {"a": b"x", "b": [b"y", {"c": b"z"}]},
     ],
 )
