@@ -97,6 +97,14 @@ def bind(rules: Rules, session: Session, user_id: str) -> Op[None]:
     yield from index_session(rules, session, uhash)
 
 
+def bind_and_save(rules: Rules, session: Session, user_id: str) -> Op[None]:
+    """``store.bind_user``: bind, then save, so the binding takes effect at once."""
+    from ._ops import save  # _ops imports this module
+
+    yield from bind(rules, session, user_id)
+    yield from save(rules, session)
+
+
 def index_session(rules: Rules, session: Session, uhash: str) -> Op[None]:
     entry = {"PartitionKey": index_partition(rules, uhash), "RowKey": row_key_for(session.id),
              COL_EXPIRES: session.absolute_expires_at, COL_CREATED: session.created_at}

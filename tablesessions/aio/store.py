@@ -201,13 +201,9 @@ class SessionStore(StoreBase):
 
         :raises ValueError: for an empty or over-long ``user_id``.
         """
-        from .. import _ops, _users
+        from .. import _users
 
-        def bind_and_save() -> Op[None]:
-            yield from _users.bind(self._rules, session, user_id)
-            yield from _ops.save(self._rules, session)
-
-        await self._run(bind_and_save())
+        await self._run(_users.bind_and_save(self._rules, session, user_id))
 
     async def revoke_user(self, user_id: str) -> None:
         """End every session of the user on every instance: one conditional merge of
