@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import format_datetime
 from typing import Any, Literal
@@ -190,7 +190,7 @@ def end_action(session: Session) -> EndAction:
     return "save"
 
 
-def end_cookie(spec: CookieSpec, signer: CookieSigner, session: Session, *,
+def end_cookie(spec: Callable[[], CookieSpec], signer: CookieSigner, session: Session, *,
                incoming: str | None, expiry_before: dt.datetime, now: dt.datetime) -> str | None:
     """Return the ``Set-Cookie`` value the response needs after the end action, or None.
 
@@ -198,15 +198,18 @@ def end_cookie(spec: CookieSpec, signer: CookieSigner, session: Session, *,
     (``Max-Age`` follows the store's sliding expiry), or a cookie signed with an
     old secret. Cleared when the browser sent a cookie but no live session remains.
 
+    :param spec: returns the cookie's attributes; called only when a header is
+        due (most requests need none, and reading the framework's settings for
+        it costs more than the rest of this function).
     :param incoming: the raw cookie value the request carried, if any.
     :param expiry_before: ``session.expires_at`` before the end action ran.
     """
     if session.is_deleted or session.is_new or len(session) == 0:
-        return spec.delete_header() if incoming is not None else None
+        return spec().delete_header() if incoming is not None else None
     value = signer.sign(session.id)
     if value == incoming and session.expires_at == expiry_before:
         return None
-    return spec.set_header(value, max_age_for(session, now), now)
+    return spec().set_header(value, max_age_for(session, now), now)
 
 
 def max_age_for(session: Session, now: dt.datetime) -> int:

@@ -131,6 +131,11 @@ def assemble(entries: Mapping[str, EncodedKey], *, threshold: int = DEFAULT_COMP
     return b"".join(header + body)
 
 
+_HEAD = struct.Struct(">BI")
+_KEY_LEN = struct.Struct(">I")
+_KEY_META = struct.Struct(">BIII")
+
+
 def split(payload: bytes | bytearray, *, max_size: int | None = None) -> dict[str, EncodedKey]:
     """Slice a payload into its keys' encodings. Compressed fragments stay
     compressed until read; their declared sizes must fit ``max_size`` in all
@@ -139,44 +144,52 @@ def split(payload: bytes | bytearray, *, max_size: int | None = None) -> dict[st
 
     :raises ValueError: if malformed or over ``max_size``.
     """
-    view = memoryview(payload)
-    budget = max_size
+    # It runs on every get, so it is written for speed: precompiled structs,
+    # slices of ``bytes`` taken directly (a large bytearray from a blob download
+    # goes through a memoryview instead, so it is never copied whole).
+    buf: bytes | memoryview = payload if isinstance(payload, bytes) else memoryview(payload)
     try:
-        if bytes(view[:2]) != _MAGIC:
+        if buf[:2] != _MAGIC:
             raise ValueError("not a tablesessions payload")
-        version, count = struct.unpack_from(">BI", view, 2)
+        version, count = _HEAD.unpack_from(buf, 2)
         if version != FORMAT_VERSION:
             raise ValueError(f"unsupported payload version {version}")
-        pos = 7
-        layout: list[tuple[str, int, int, int, list[int]]] = []
+        pos, declared = 7, 0
+        layout: list[tuple[str, int, int, int, tuple[int, ...]]] = []
         for _ in range(count):
-            (klen,) = struct.unpack_from(">I", view, pos)
-            key = bytes(view[pos + 4 : pos + 4 + klen]).decode("utf-8", "surrogatepass")
-            pos += 4 + klen
-            flags, flen, raw_len, nseg = struct.unpack_from(">BIII", view, pos)
+            (klen,) = _KEY_LEN.unpack_from(buf, pos)
+            pos += 4
+            key = str(buf[pos : pos + klen], "utf-8", "surrogatepass")
+            pos += klen
+            flags, flen, raw_len, nseg = _KEY_META.unpack_from(buf, pos)
             pos += 13
-            seg_lens = list(struct.unpack_from(f">{nseg}Q", view, pos))
-            pos += 8 * nseg
-            if budget is not None:
-                budget -= raw_len + sum(seg_lens)
-                if budget < 0:
-                    raise ValueError("payload exceeds max_session_bytes")
+            seg_lens: tuple[int, ...] = ()
+            if nseg:
+                seg_lens = struct.unpack_from(f">{nseg}Q", buf, pos)
+                pos += 8 * nseg
+                declared += sum(seg_lens)
+            declared += raw_len
+            if max_size is not None and declared > max_size:
+                raise ValueError("payload exceeds max_session_bytes")
             layout.append((key, flags, flen, raw_len, seg_lens))
         out: dict[str, EncodedKey] = {}
         for key, flags, flen, raw_len, seg_lens in layout:
-            stored = bytes(view[pos : pos + flen])
+            stored = bytes(buf[pos : pos + flen])
             pos += flen
-            segs = []
-            for n in seg_lens:
-                segs.append(bytes(view[pos : pos + n]))
-                pos += n
+            segs: tuple[bytes, ...] = ()
+            if seg_lens:
+                parts = []
+                for n in seg_lens:
+                    parts.append(bytes(buf[pos : pos + n]))
+                    pos += n
+                segs = tuple(parts)
             if flags & _ZLIB:
-                out[key] = EncodedKey(None, tuple(segs), (flags, stored), raw_len)
+                out[key] = EncodedKey(None, segs, (flags, stored), raw_len)
             elif flen != raw_len:
                 raise ValueError("fragment length does not match its header")
             else:
-                out[key] = EncodedKey(stored, tuple(segs), (flags, stored))
-        if pos != len(view):
+                out[key] = EncodedKey(stored, segs, (flags, stored))
+        if pos != len(buf):
             raise ValueError("payload length does not match its header")
         return out
     except (struct.error, UnicodeDecodeError) as exc:

@@ -187,7 +187,7 @@ class TableSessionInterface(SessionInterface):
                 self.store.save(record)
             elif action == "delete":
                 self.store.delete(record)
-        header = end_cookie(self.cookie_spec(app), self.signer(app), record,
+        header = end_cookie(lambda: self.cookie_spec(app), self.signer(app), record,
                             incoming=session.cookie, expiry_before=expiry_before,
                             now=self.store.config.clock())
         if header is not None:

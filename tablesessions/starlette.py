@@ -245,7 +245,8 @@ class TableSessionMiddleware:
                 await self.store.save(record)
             elif action == "delete":
                 await self.store.delete(record)
-        header = end_cookie(self._spec(scope), self.signer, record, incoming=session.cookie,
-                            expiry_before=expiry_before, now=self.store.config.clock())
+        header = end_cookie(lambda: self._spec(scope), self.signer, record,
+                            incoming=session.cookie, expiry_before=expiry_before,
+                            now=self.store.config.clock())
         if header is not None:
             headers.append("Set-Cookie", header)

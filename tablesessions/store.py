@@ -15,7 +15,6 @@ from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
-    ServiceResponseTimeoutError,
 )
 from azure.data.tables import TableClient
 from azure.storage.blob import BlobLeaseClient, ContainerClient
@@ -336,17 +335,11 @@ class SessionStore(StoreBase):
         if isinstance(effect, Parallel):
             return self._parallel(effect, policy, shared)
         deadline = shared or Deadline(policy.deadline)
-        retrying = policy.retrying(deadline)
         if isinstance(effect, (PutBlob, ReadBlob)):
             size = len(effect.data) if isinstance(effect, PutBlob) else effect.expected_size
             deadline.extend(size / self.config.transfer_rate)
         handler: Callable[..., Any] = self._handlers.get(type(effect), self._call)
-        for attempt in retrying:
-            with attempt:
-                if deadline.remaining() <= 0:
-                    raise ServiceResponseTimeoutError("the operation's retry deadline passed")
-                return handler(effect, **self._timeouts(deadline))
-        raise AssertionError("unreachable: tenacity re-raises the last error")
+        return policy.run(lambda: handler(effect, **self._timeouts(deadline)), deadline)
 
     def _parallel(self, effect: Parallel, policy: RetryPolicy,
                   shared: Deadline | None) -> list[Any]:

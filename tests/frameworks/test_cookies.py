@@ -107,12 +107,19 @@ def test_end_cookie_only_when_needed() -> None:
         "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=a2V5;"
         "TableEndpoint=http://127.0.0.1:9/a;BlobEndpoint=http://127.0.0.1:9/a;")
     signer, spec = CookieSigner(SECRET), CookieSpec()
+    specs: list[CookieSpec] = []
+
+    def spec_of() -> CookieSpec:
+        specs.append(spec)
+        return spec
+
     now = dt.datetime.now(dt.timezone.utc)
     fresh = store.new()
     # A new, empty session: nothing to say, unless a stale cookie must go.
-    assert end_cookie(spec, signer, fresh, incoming=None, expiry_before=fresh.expires_at,
+    assert end_cookie(spec_of, signer, fresh, incoming=None, expiry_before=fresh.expires_at,
                       now=now) is None
-    stale = end_cookie(spec, signer, fresh, incoming="stale", expiry_before=fresh.expires_at,
+    assert specs == [], "no header, so the settings were never read"
+    stale = end_cookie(spec_of, signer, fresh, incoming="stale", expiry_before=fresh.expires_at,
                        now=now)
     assert stale is not None
     assert parse_set_cookie(stale)[2]["max-age"] == "0"

@@ -319,6 +319,122 @@ def test_backoff_is_exponential_with_full_jitter(fake_time: FakeTime,
 
 
 # ---------------------------------------------------------------------------
+# RetryPolicy.run / arun: the first attempt before tenacity, the rest through it
+
+
+def _scripted(fake: FakeTime, outcomes: list[BaseException | None]) -> tuple[list[float],
+                                                                           Callable[[], str]]:
+    """A call that raises the next scripted error, or returns "ok" on None."""
+    calls: list[float] = []
+
+    def call() -> str:
+        calls.append(fake.now)
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return "ok"
+
+    return calls, call
+
+
+def test_run_makes_one_call_when_it_succeeds(fake_time: FakeTime) -> None:
+    calls, call = _scripted(fake_time, [None])
+    assert RetryPolicy().run(call, Deadline(2.0), sleep=fake_time.sleep) == "ok"
+    assert (len(calls), fake_time.sleeps) == (1, [])
+
+
+def test_run_retries_a_blip_and_logs_each_retry(fake_time: FakeTime,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    blips = [_http_error(503), ServiceRequestError("x"), None]
+    calls, call = _scripted(fake_time, blips)
+    with caplog.at_level("DEBUG", logger="tablesessions.retry"):
+        assert RetryPolicy().run(call, Deadline(2.0), sleep=fake_time.sleep) == "ok"
+    assert len(calls) == 3 and len(fake_time.sleeps) == 2
+    # The first failure, made before tenacity existed, is tenacity's attempt 1.
+    assert [r.args for r in caplog.records] == [(1, "HttpResponseError"),
+                                                (2, "ServiceRequestError")]
+
+
+def test_run_raises_a_permanent_error_at_once_unchanged(fake_time: FakeTime) -> None:
+    error = _http_error(412, ResourceModifiedError)
+    calls, call = _scripted(fake_time, [error, None])
+    with pytest.raises(ResourceModifiedError) as info:
+        RetryPolicy().run(call, Deadline(2.0), sleep=fake_time.sleep)
+    assert info.value is error
+    assert (len(calls), fake_time.sleeps) == (1, [])
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 4])
+def test_run_counts_the_first_attempt_in_max_attempts(fake_time: FakeTime,
+                                                      attempts: int) -> None:
+    calls, call = _failing(fake_time, _http_error(503))
+    with pytest.raises(HttpResponseError) as info:
+        RetryPolicy(max_attempts=attempts, deadline=1e6).run(call, Deadline(1e6),
+                                                             sleep=fake_time.sleep)
+    assert info.value.status_code == 503
+    assert (len(calls), len(fake_time.sleeps)) == (attempts, attempts - 1)
+
+
+def test_run_makes_no_call_once_the_deadline_is_spent(fake_time: FakeTime) -> None:
+    calls, call = _scripted(fake_time, [None])
+    deadline = Deadline(1.0)
+    fake_time.now += 1.5
+    with pytest.raises(ServiceResponseTimeoutError):
+        RetryPolicy().run(call, deadline, sleep=fake_time.sleep)
+    assert (calls, fake_time.sleeps) == ([], [])
+
+
+def test_run_stops_retrying_at_the_deadline(fake_time: FakeTime,
+                                            seeded: Callable[[int], None]) -> None:
+    seeded(11)
+    policy = RetryPolicy(max_attempts=1000, initial_backoff=0.1, max_backoff=0.4, deadline=2.0)
+    start = fake_time.now
+    calls, call = _failing(fake_time, ServiceResponseError("reset"), 0.05)
+    with pytest.raises(ServiceResponseError):
+        policy.run(call, Deadline(policy.deadline), sleep=fake_time.sleep)
+    assert 1 < len(calls) < 1000
+    assert all(t < start + policy.deadline for t in calls)
+    assert fake_time.now <= start + policy.deadline + 0.05
+
+
+async def test_arun_mirrors_run(fake_time: FakeTime) -> None:
+    policy = RetryPolicy(max_attempts=3, deadline=1e6)
+    outcomes: list[BaseException | None] = [_http_error(429), None]
+    calls = 0
+
+    async def call() -> str:
+        nonlocal calls
+        calls += 1
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return "ok"
+
+    assert await policy.arun(call, Deadline(1e6), sleep=fake_time.async_sleep) == "ok"
+    assert (calls, len(fake_time.sleeps)) == (2, 1)
+
+    async def broken() -> str:
+        nonlocal calls
+        calls += 1
+        raise _http_error(500)
+
+    calls, fake_time.sleeps = 0, []
+    with pytest.raises(HttpResponseError):
+        await policy.arun(broken, Deadline(1e6), sleep=fake_time.async_sleep)
+    assert (calls, len(fake_time.sleeps)) == (3, 2)
+
+    async def missing() -> str:
+        nonlocal calls
+        calls += 1
+        raise _http_error(404, ResourceNotFoundError)
+
+    calls = 0
+    with pytest.raises(ResourceNotFoundError):
+        await policy.arun(missing, Deadline(1e6), sleep=fake_time.async_sleep)
+    assert calls == 1
+
+
+# ---------------------------------------------------------------------------
 # No stacked retries: every SDK client the stores build has retry_total=0
 
 _CONN = (
