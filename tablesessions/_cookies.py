@@ -87,6 +87,16 @@ class CookieSigner:
     def unsign(self, value: object) -> str | None:
         """Return the session id in a cookie value, or None for anything not signed
         by one of our secrets (never raises)."""
+        verified = self.verify(value)
+        return verified[0] if verified is not None else None
+
+    def verify(self, value: object) -> tuple[str, bool] | None:
+        """Return (session id, signed with the current secret?) for a cookie value
+        signed by one of our secrets, else None (never raises).
+
+        When the second item is True, ``value == sign(session id)``: the response
+        can keep the browser's cookie without signing again.
+        """
         if not isinstance(value, str) or len(value) != COOKIE_LENGTH:
             return None
         session_id, dot, signature = value.partition(".")
@@ -94,10 +104,8 @@ class CookieSigner:
             return None
         given = signature.encode("utf-8", "replace")
         # Check every key, so timing tells nothing about which one matched.
-        matched = False
-        for key in self._keys:
-            matched |= hmac.compare_digest(_mac(key, session_id), given)
-        return session_id if matched else None
+        matches = [hmac.compare_digest(_mac(key, session_id), given) for key in self._keys]
+        return (session_id, matches[0]) if any(matches) else None
 
 
 # -- cookie attributes ----------------------------------------------------------------
@@ -191,7 +199,8 @@ def end_action(session: Session) -> EndAction:
 
 
 def end_cookie(spec: Callable[[], CookieSpec], signer: CookieSigner, session: Session, *,
-               incoming: str | None, expiry_before: dt.datetime, now: dt.datetime) -> str | None:
+               incoming: str | None, expiry_before: dt.datetime, now: dt.datetime,
+               incoming_current: bool = False) -> str | None:
     """Return the ``Set-Cookie`` value the response needs after the end action, or None.
 
     Set only when needed: a new or regenerated id, an expiry the save moved
@@ -203,11 +212,18 @@ def end_cookie(spec: Callable[[], CookieSpec], signer: CookieSigner, session: Se
         it costs more than the rest of this function).
     :param incoming: the raw cookie value the request carried, if any.
     :param expiry_before: ``session.expires_at`` before the end action ran.
+    :param incoming_current: ``incoming`` verified with the current secret
+        (:meth:`CookieSigner.verify`), so it is exactly what ``sign`` would make
+        for the id it carries.
     """
     if session.is_deleted or session.is_new or len(session) == 0:
         return spec().delete_header() if incoming is not None else None
+    unchanged = session.expires_at == expiry_before
+    if unchanged and incoming_current and incoming is not None \
+            and incoming.partition(".")[0] == session.id:
+        return None  # the browser holds this very cookie: no need to sign again
     value = signer.sign(session.id)
-    if value == incoming and session.expires_at == expiry_before:
+    if value == incoming and unchanged:
         return None
     return spec().set_header(value, max_age_for(session, now), now)
 

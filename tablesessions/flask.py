@@ -59,11 +59,15 @@ class TableSession(SessionMixin):
     follows the store's idle and absolute timeouts, not ``PERMANENT_SESSION_LIFETIME``.
     """
 
-    def __init__(self, store: SessionStore, session_id: str | None, cookie: str | None) -> None:
+    def __init__(self, store: SessionStore, session_id: str | None, cookie: str | None,
+                 *, cookie_current: bool = False) -> None:
         self._store = store
         self._session_id = session_id
         #: the raw cookie value the request carried (None without one)
         self.cookie = cookie
+        #: whether ``cookie`` is signed with the current secret (then the
+        #: response need not sign it again to know it is still right)
+        self.cookie_current = cookie_current
         self._session: Session | None = None
 
     @property
@@ -169,8 +173,10 @@ class TableSessionInterface(SessionInterface):
             return None  # Flask's NullSession then explains that SECRET_KEY is missing
         cookie = request.cookies.get(self.get_cookie_name(app)) or None
         # No I/O here: a forged or garbage cookie is just a fresh session.
-        session_id = self.signer(app).unsign(cookie) if cookie else None
-        return TableSession(self.store, session_id, cookie)
+        verified = self.signer(app).verify(cookie) if cookie else None
+        session_id = verified[0] if verified is not None else None
+        return TableSession(self.store, session_id, cookie,
+                               cookie_current=verified is not None and verified[1])
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, TableSession) or not session.loaded:
@@ -188,8 +194,8 @@ class TableSessionInterface(SessionInterface):
             elif action == "delete":
                 self.store.delete(record)
         header = end_cookie(lambda: self.cookie_spec(app), self.signer(app), record,
-                            incoming=session.cookie, expiry_before=expiry_before,
-                            now=self.store.config.clock())
+                            incoming=session.cookie, incoming_current=session.cookie_current,
+                            expiry_before=expiry_before, now=self.store.config.clock())
         if header is not None:
             response.headers.add("Set-Cookie", header)
             response.vary.add("Cookie")

@@ -51,11 +51,15 @@ class TableSession(MutableMapping[str, Any]):
     """``request.session``: a ``MutableMapping`` over a :class:`tablesessions.Session`
     that the middleware loads only when asked to."""
 
-    def __init__(self, store: SessionStore, session_id: str | None, cookie: str | None) -> None:
+    def __init__(self, store: SessionStore, session_id: str | None, cookie: str | None,
+                 *, cookie_current: bool = False) -> None:
         self._store = store
         self._session_id = session_id
         #: the raw cookie value the request carried (None without one)
         self.cookie = cookie
+        #: whether ``cookie`` is signed with the current secret (then the
+        #: response need not sign it again to know it is still right)
+        self.cookie_current = cookie_current
         self._session: Session | None = None
         self._discard: str | None = None
         self.accessed = False
@@ -210,8 +214,10 @@ class TableSessionMiddleware:
             return
         cookie = HTTPConnection(scope).cookies.get(self.cookie_name) or None
         # No I/O here: a forged or garbage cookie is just a fresh session.
-        session_id = self.signer.unsign(cookie) if cookie else None
-        session = TableSession(self.store, session_id, cookie)
+        verified = self.signer.verify(cookie) if cookie else None
+        session_id = verified[0] if verified is not None else None
+        session = TableSession(self.store, session_id, cookie,
+                               cookie_current=verified is not None and verified[1])
         scope["session"] = session
         if self.autoload and session_id is not None:
             await session.load()
@@ -246,7 +252,7 @@ class TableSessionMiddleware:
             elif action == "delete":
                 await self.store.delete(record)
         header = end_cookie(lambda: self._spec(scope), self.signer, record,
-                            incoming=session.cookie, expiry_before=expiry_before,
-                            now=self.store.config.clock())
+                            incoming=session.cookie, incoming_current=session.cookie_current,
+                            expiry_before=expiry_before, now=self.store.config.clock())
         if header is not None:
             headers.append("Set-Cookie", header)

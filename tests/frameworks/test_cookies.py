@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -124,6 +124,62 @@ def test_end_cookie_only_when_needed() -> None:
     assert stale is not None
     assert parse_set_cookie(stale)[2]["max-age"] == "0"
     store.close()
+
+
+def test_verify_tells_the_current_secret_from_a_fallback() -> None:
+    session_id = new_session_id()
+    rotated = CookieSigner(SECRET, ["old"])
+    assert rotated.verify(CookieSigner(SECRET).sign(session_id)) == (session_id, True)
+    assert rotated.verify(CookieSigner("old").sign(session_id)) == (session_id, False)
+    assert rotated.verify(CookieSigner(OTHER_SECRET).sign(session_id)) is None
+
+
+class CountingSigner(CookieSigner):
+    signed = 0
+
+    def sign(self, session_id: str) -> str:
+        self.signed += 1
+        return super().sign(session_id)
+
+
+def _stored_session(data: dict[str, object]) -> tablesessions.Session:
+    from tablesessions.models import _Stored
+
+    now = dt.datetime.now(dt.timezone.utc)
+    expires = now + dt.timedelta(minutes=20)
+    return tablesessions.Session(new_session_id(), data, created_at=now, expires_at=expires,
+                                 absolute_expires_at=now + dt.timedelta(hours=1),
+                                 stored=_Stored(etag="e", entries={}, pointer=None,
+                                                expires_at=expires))
+
+
+def test_end_cookie_keeps_a_current_cookie_without_signing_again() -> None:
+    signer, spec = CountingSigner(SECRET, ["old"]), CookieSpec()
+    session = _stored_session({"user": "alice"})
+    now = dt.datetime.now(dt.timezone.utc)
+    current = CookieSigner(SECRET).sign(session.id)
+    same: dict[str, Any] = {"expiry_before": session.expires_at, "now": now}
+    # Verified with the current secret, same id, same expiry: nothing to send, no HMAC.
+    assert end_cookie(lambda: spec, signer, session, incoming=current, incoming_current=True,
+                      **same) is None
+    assert signer.signed == 0
+    # Without the verification flag the same answer costs one signature.
+    assert end_cookie(lambda: spec, signer, session, incoming=current, **same) is None
+    assert signer.signed == 1
+    # Signed with a fallback secret: re-signed with the current one.
+    old = CookieSigner("old").sign(session.id)
+    header = end_cookie(lambda: spec, signer, session, incoming=old, incoming_current=False,
+                        **same)
+    assert header is not None and parse_set_cookie(header)[1] == current
+    # A current cookie for another id (the session was regenerated): a new cookie.
+    other = CookieSigner(SECRET).sign(new_session_id())
+    header = end_cookie(lambda: spec, signer, session, incoming=other, incoming_current=True,
+                        **same)
+    assert header is not None and parse_set_cookie(header)[1] == current
+    # The expiry moved (a refresh): a new Max-Age, even for the current cookie.
+    header = end_cookie(lambda: spec, signer, session, incoming=current, incoming_current=True,
+                        expiry_before=session.expires_at - dt.timedelta(minutes=5), now=now)
+    assert header is not None and parse_set_cookie(header)[2]["max-age"] == str(20 * 60)
 
 
 def test_store_from_settings_merges_env_and_rejects_typos() -> None:

@@ -345,7 +345,7 @@ def test_run_makes_one_call_when_it_succeeds(fake_time: FakeTime) -> None:
 
 def test_run_retries_a_blip_and_logs_each_retry(fake_time: FakeTime,
                                                 caplog: pytest.LogCaptureFixture) -> None:
-    blips = [_http_error(503), ServiceRequestError("x"), None]
+    blips: list[BaseException | None] = [_http_error(503), ServiceRequestError("x"), None]
     calls, call = _scripted(fake_time, blips)
     with caplog.at_level("DEBUG", logger="tablesessions.retry"):
         assert RetryPolicy().run(call, Deadline(2.0), sleep=fake_time.sleep) == "ok"
