@@ -14,7 +14,8 @@ How a sweep stays cheap and safe under live traffic:
   its condition and is never deleted, and the rest of its batch is resubmitted.
 * One sweeper at a time: a blob lease on ``<app>.sweeper.lock``, beside (not
   under) the app's ``<app>/`` blob prefix, so the orphan pass never lists it.
-* A time budget stops it early; a checkpoint entity keeps the unfinished work.
+* A time budget stops it early; a checkpoint entity keeps the unfinished work
+  (``_sweep_checkpoint``).
 """
 
 from __future__ import annotations
@@ -25,29 +26,20 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import (
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
+from azure.core.exceptions import ResourceModifiedError
 from azure.data.tables import TableTransactionError
 
-from ._core import (
-    COL_BLOB,
-    COL_EXPIRES,
-    Rules,
-)
+from ._core import COL_BLOB, COL_EXPIRES, Rules
 from ._effects import (
     BlobInfo,
     DeleteBatch,
     DeleteBlob,
     DeleteEntity,
     Effect,
-    InsertEntity,
     LeaseBlob,
     ListBlobs,
     Op,
@@ -55,10 +47,10 @@ from ._effects import (
     QueryPage,
     ReadEntity,
     Row,
-    UpdateEntity,
 )
-from ._ids import PARTITION_SUFFIXES, log_id, partition_key_for
+from ._ids import log_id, partition_key_for
 from ._limits import MAX_BATCH_OPERATIONS, MAX_QUERY_PAGE
+from ._sweep_checkpoint import Work, read_checkpoint, save_checkpoint
 from ._users import sweep_index
 from .models import SweepReport
 
@@ -85,43 +77,9 @@ _ROW_KEY = re.compile(r"[0-9a-f]{64}")
 _TX_INDEX = re.compile(r"\s*(\d+):")
 
 
-
-# The checkpoint of an unfinished sweep is a small entity in the sessions table,
-# not metadata on the lock blob: the effect vocabulary has no blob-metadata call,
-# an entity needs no permission beyond the table role the store already has, a
-# complete run (the usual case) costs one point read (a 404), and the ETag keeps a
-# sweeper whose lease lapsed from overwriting the checkpoint of the one after it.
-COL_PENDING = "PendingPartitions"
-COL_ORPHANS_PENDING = "OrphansPending"
-COL_ORPHAN_MARKER = "OrphanMarker"
-COL_UPDATED = "UpdatedAt"
-
-
 def lock_blob_name(app_name: str) -> str:
     """The sweeper's lease blob, in the overflow container beside the ``<app>/`` prefix."""
     return f"{app_name}.sweeper.lock"
-
-
-def checkpoint_keys(app_name: str) -> tuple[str, str]:
-    """Where an unfinished sweep records its remaining work.
-
-    Session partitions are ``<app>-<hex digit>`` and app names cannot contain
-    ``-``, so ``<app>-sweeper`` is neither a session partition nor another app's.
-    """
-    return f"{app_name}-sweeper", "checkpoint"
-
-
-@dataclass
-class _Work:
-    """What a sweep cycle still has to do: the checkpoint's content."""
-
-    partitions: str = PARTITION_SUFFIXES
-    orphans: bool = True
-    marker: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return not self.partitions and not self.orphans
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +191,7 @@ def sweep(rules: Rules, *, dry_run: bool = False, time_budget: dt.timedelta | No
     run = _Run(rules, dry_run=dry_run, budget=time_budget, grace=orphan_grace,
                parallel=max_parallel)
     if dry_run:
-        work = _Work()
+        work = Work()
         yield from _sweep_work(run, work)
         run.report.complete = work.finished
     else:
@@ -254,10 +212,10 @@ def sweep(rules: Rules, *, dry_run: bool = False, time_budget: dt.timedelta | No
 def _sweep_under_lease(run: _Run) -> Op[None]:
     closed = False
     try:
-        etag, work = yield from _read_checkpoint(run)
+        etag, work = yield from read_checkpoint(run.app, call=run.call)
         yield from _sweep_work(run, work)
         run.report.complete = work.finished
-        yield from _save_checkpoint(run, etag, work)
+        yield from save_checkpoint(run.rules, etag, work, call=run.call, fail=run.fail)
     except GeneratorExit:
         closed = True  # the driver is gone (Ctrl-C): no effect can run; the lease lapses
         raise
@@ -266,7 +224,7 @@ def _sweep_under_lease(run: _Run) -> Op[None]:
             yield from _release(run)
 
 
-def _sweep_work(run: _Run, work: _Work) -> Op[None]:
+def _sweep_work(run: _Run, work: Work) -> Op[None]:
     """Sweep the pending partitions (in parallel), then the orphans; update ``work``."""
     pending = work.partitions
     run.units[1] = len(pending) + int(work.orphans)
@@ -398,7 +356,7 @@ def _delete_singly(run: _Run, rows: Sequence[_Expired]) -> Op[list[_Expired]]:
     return deleted
 
 
-def _sweep_orphans(run: _Run, work: _Work, *, first: bool) -> Op[None]:
+def _sweep_orphans(run: _Run, work: Work, *, first: bool) -> Op[None]:
     """Delete blobs under ``<app>/`` older than the grace that no row points to.
 
     They come from a save that lost a race, a crash between upload and entity
@@ -448,53 +406,6 @@ def _check_orphan(run: _Run, blob: BlobInfo, *, first: bool) -> Op[bool]:
     return True
 
 
-def _read_checkpoint(run: _Run) -> Op[tuple[str | None, _Work]]:
-    pk, rk = checkpoint_keys(run.app)
-    row = yield from run.call(ReadEntity(pk, rk))
-    if row is None:
-        return None, _Work()
-    return row.etag, _work_from(row.entity)
-
-
-def _work_from(entity: Mapping[str, Any]) -> _Work:
-    """The checkpoint's remaining work, or a fresh cycle when it is done or unreadable."""
-    pending = entity.get(COL_PENDING)
-    orphans = entity.get(COL_ORPHANS_PENDING)
-    marker = entity.get(COL_ORPHAN_MARKER)
-    if (not isinstance(pending, str) or not isinstance(orphans, bool)
-            or not set(pending) <= set(PARTITION_SUFFIXES) or len(set(pending)) != len(pending)):
-        return _Work()
-    work = _Work(pending, orphans, str(marker) if marker else None)
-    return _Work() if work.finished else work
-
-
-def _save_checkpoint(run: _Run, etag: str | None, work: _Work) -> Op[None]:
-    """Record unfinished work, or remove the checkpoint once the cycle is done."""
-    pk, rk = checkpoint_keys(run.app)
-    entity = {"PartitionKey": pk, "RowKey": rk, COL_PENDING: work.partitions,
-              COL_ORPHANS_PENDING: work.orphans, COL_ORPHAN_MARKER: work.marker or "",
-              COL_UPDATED: run.rules.now()}
-    if work.finished and etag is None:
-        return  # the usual case: nothing recorded, nothing to record
-    # Each condition failing means another sweeper (after our lease lapsed) moved
-    # the checkpoint on since we read it: its word wins.
-    effect: Effect
-    raced: tuple[type[Exception], ...]
-    if work.finished:
-        effect, raced = DeleteEntity(pk, rk, etag), (ResourceModifiedError,)
-    elif etag is None:
-        effect, raced = InsertEntity(entity), (ResourceExistsError,)
-    else:
-        effect = UpdateEntity(entity, etag, replace=True)
-        raced = (ResourceModifiedError, ResourceNotFoundError)
-    try:
-        yield from run.call(effect)
-    except raced:
-        logger.info("sweep checkpoint changed by another sweeper; not overwritten")
-    except Exception as exc:
-        run.fail("saving the sweep checkpoint", exc)
-
-
 def _release(run: _Run) -> Op[None]:
     try:
         yield from run.call(LeaseBlob(run.lock_name, LEASE_SECONDS, lease_id=run.lease_id,
@@ -502,6 +413,3 @@ def _release(run: _Run) -> Op[None]:
     except Exception as exc:
         # Lost or lapsed already: either way it frees itself within LEASE_SECONDS.
         logger.info("could not release the sweeper lease (%s)", type(exc).__name__)
-
-
-# -- storage_stats -----------------------------------------------------------------

@@ -22,7 +22,7 @@ from azure.data.tables import TableClient, TableTransactionError
 from azure.storage.blob import ContainerClient
 
 import tablesessions
-from tablesessions import _sweep
+from tablesessions import _sweep, _sweep_checkpoint
 from tablesessions._core import Rules
 from tablesessions._driver import drive
 from tablesessions._effects import (
@@ -338,7 +338,7 @@ async def test_time_budget_stops_early_and_the_next_run_resumes(
         for _ in range(2):
             await save_new(store, partition=digit)
     clock.advance(IDLE * 2)
-    checkpoint_pk, _row = _sweep.checkpoint_keys(APP)
+    checkpoint_pk, _row = _sweep_checkpoint.checkpoint_keys(APP)
 
     request_counter.reset()
     # A spent budget: only the first pending partition runs (progress is guaranteed).
