@@ -23,8 +23,7 @@ Settings and defaults: ``docs/frameworks.md``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flask import current_app
 from flask import session as _current_session
@@ -40,6 +39,7 @@ from ._cookies import (
     normalize_samesite,
     store_from_settings,
 )
+from ._lazy_session import LazySession
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -53,27 +53,16 @@ security_logger = logging.getLogger("tablesessions.security")
 COOKIE_SECURE_KEY = "TABLESESSIONS_COOKIE_SECURE"
 
 
-class TableSession(SessionMixin):
+class TableSession(LazySession[SessionStore], SessionMixin):
     """The object behind ``flask.session``: a ``MutableMapping`` that loads from the
     store on first use. ``permanent`` is always True: the cookie's ``Max-Age``
     follows the store's idle and absolute timeouts, not ``PERMANENT_SESSION_LIFETIME``.
     """
 
+    # Spelled out so the public signature names the sync store, not a type variable.
     def __init__(self, store: SessionStore, session_id: str | None, cookie: str | None,
                  *, cookie_current: bool = False) -> None:
-        self._store = store
-        self._session_id = session_id
-        #: the raw cookie value the request carried (None without one)
-        self.cookie = cookie
-        #: whether ``cookie`` is signed with the current secret (then the
-        #: response need not sign it again to know it is still right)
-        self.cookie_current = cookie_current
-        self._session: Session | None = None
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the session was used (and so loaded or created) in this request."""
-        return self._session is not None
+        super().__init__(store, session_id, cookie, cookie_current=cookie_current)
 
     @property
     def current(self) -> Session:
@@ -97,25 +86,6 @@ class TableSession(SessionMixin):
         session = self.current
         if not session.is_new:
             self._session = self._store.regenerate(session)
-
-    # -- MutableMapping, delegated ------------------------------------------------
-    def __getitem__(self, key: str) -> Any:
-        return self.current[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.current[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self.current[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.current)
-
-    def __len__(self) -> int:
-        return len(self.current)
-
-    def __repr__(self) -> str:
-        return f"<TableSession loaded={self.loaded}>"
 
     # -- SessionMixin ---------------------------------------------------------------
     @property

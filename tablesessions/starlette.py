@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, MutableMapping, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Literal
 
 import anyio.from_thread
 from starlette.datastructures import MutableHeaders, Secret
@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import Session, SessionDecodeError
 from ._cookies import CookieSigner, CookieSpec, end_action, end_cookie, normalize_samesite
+from ._lazy_session import LazySession
 from .aio import SessionStore
 
 __all__ = ["TableSession", "TableSessionMiddleware", "load_session"]
@@ -47,31 +48,19 @@ _NOT_LOADED = ("the session is not loaded: `await load_session(request)` (or "
                "or add TableSessionMiddleware with autoload=True")
 
 
-class TableSession(MutableMapping[str, Any]):
+class TableSession(LazySession[SessionStore]):
     """``request.session``: a ``MutableMapping`` over a :class:`tablesessions.Session`
     that the middleware loads only when asked to."""
 
     def __init__(self, store: SessionStore, session_id: str | None, cookie: str | None,
                  *, cookie_current: bool = False) -> None:
-        self._store = store
-        self._session_id = session_id
-        #: the raw cookie value the request carried (None without one)
-        self.cookie = cookie
-        #: whether ``cookie`` is signed with the current secret (then the
-        #: response need not sign it again to know it is still right)
-        self.cookie_current = cookie_current
-        self._session: Session | None = None
+        super().__init__(store, session_id, cookie, cookie_current=cookie_current)
         self._discard: str | None = None
         self.accessed = False
 
     def mark_accessed(self) -> None:
         """Called by Starlette's ``request.session``: the response varies on Cookie."""
         self.accessed = True
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the session was loaded (or created) in this request."""
-        return self._session is not None
 
     async def load(self) -> TableSession:
         """Load the session (one read when the cookie names one; none otherwise).
@@ -126,25 +115,6 @@ class TableSession(MutableMapping[str, Any]):
             self._session = self._store.new()
         else:
             self._session.clear()
-
-    # -- MutableMapping, delegated --------------------------------------------------
-    def __getitem__(self, key: str) -> Any:
-        return self.current[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.current[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self.current[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.current)
-
-    def __len__(self) -> int:
-        return len(self.current)
-
-    def __repr__(self) -> str:
-        return f"<TableSession loaded={self.loaded}>"
 
 
 async def load_session(connection: HTTPConnection) -> TableSession:

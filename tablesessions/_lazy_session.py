@@ -1,0 +1,61 @@
+"""The lazily loaded session mapping shared by the Flask and Starlette integrations.
+
+Only what both frameworks do identically lives here. How the session gets
+loaded does not: Flask loads synchronously on first use, while Starlette must
+not block the event loop, so each framework supplies its own ``current``.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator, MutableMapping
+from typing import Any, Generic, TypeVar
+
+from .models import Session
+
+#: the sync or the async ``SessionStore``, whichever the framework drives
+StoreT = TypeVar("StoreT")
+
+
+class LazySession(MutableMapping[str, Any], Generic[StoreT]):
+    """A ``MutableMapping`` over a :class:`tablesessions.Session` loaded on demand."""
+
+    def __init__(self, store: StoreT, session_id: str | None, cookie: str | None,
+                 *, cookie_current: bool = False) -> None:
+        self._store = store
+        self._session_id = session_id
+        #: the raw cookie value the request carried (None without one)
+        self.cookie = cookie
+        #: whether ``cookie`` is signed with the current secret (then the
+        #: response need not sign it again to know it is still right)
+        self.cookie_current = cookie_current
+        self._session: Session | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the session was loaded (or created) in this request."""
+        return self._session is not None
+
+    @property
+    @abstractmethod
+    def current(self) -> Session:
+        """The underlying :class:`tablesessions.Session`."""
+
+    # -- MutableMapping, delegated --------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        return self.current[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.current[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.current[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.current)
+
+    def __len__(self) -> int:
+        return len(self.current)
+
+    def __repr__(self) -> str:
+        return f"<TableSession loaded={self.loaded}>"
