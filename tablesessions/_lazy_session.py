@@ -11,10 +11,12 @@ from abc import abstractmethod
 from collections.abc import Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
+from ._cookies import CookieSigner
 from .models import Session
 
 #: the sync or the async ``SessionStore``, whichever the framework drives
 StoreT = TypeVar("StoreT")
+LazyT = TypeVar("LazyT", bound="LazySession[Any]")
 
 
 class LazySession(MutableMapping[str, Any], Generic[StoreT]):
@@ -30,6 +32,16 @@ class LazySession(MutableMapping[str, Any], Generic[StoreT]):
         #: response need not sign it again to know it is still right)
         self.cookie_current = cookie_current
         self._session: Session | None = None
+
+    @classmethod
+    def from_cookie(cls: type[LazyT], store: Any, cookie: str | None,
+                    signer: CookieSigner) -> LazyT:
+        """The request's session for its raw cookie value. No I/O: a forged or
+        garbage cookie is just a fresh session."""
+        verified = signer.verify(cookie) if cookie else None
+        if verified is None:
+            return cls(store, None, cookie)
+        return cls(store, verified[0], cookie, cookie_current=verified[1])
 
     @property
     def loaded(self) -> bool:

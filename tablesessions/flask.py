@@ -142,11 +142,7 @@ class TableSessionInterface(SessionInterface):
         if not app.secret_key:
             return None  # Flask's NullSession then explains that SECRET_KEY is missing
         cookie = request.cookies.get(self.get_cookie_name(app)) or None
-        # No I/O here: a forged or garbage cookie is just a fresh session.
-        verified = self.signer(app).verify(cookie) if cookie else None
-        session_id = verified[0] if verified is not None else None
-        return TableSession(self.store, session_id, cookie,
-                               cookie_current=verified is not None and verified[1])
+        return TableSession.from_cookie(self.store, cookie, self.signer(app))
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, TableSession) or not session.loaded:

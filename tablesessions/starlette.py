@@ -183,13 +183,9 @@ class TableSessionMiddleware:
             await self.app(scope, receive, send)
             return
         cookie = HTTPConnection(scope).cookies.get(self.cookie_name) or None
-        # No I/O here: a forged or garbage cookie is just a fresh session.
-        verified = self.signer.verify(cookie) if cookie else None
-        session_id = verified[0] if verified is not None else None
-        session = TableSession(self.store, session_id, cookie,
-                               cookie_current=verified is not None and verified[1])
+        session = TableSession.from_cookie(self.store, cookie, self.signer)
         scope["session"] = session
-        if self.autoload and session_id is not None:
+        if self.autoload and session._session_id is not None:
             await session.load()
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)  # no response headers: read-only
