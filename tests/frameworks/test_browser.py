@@ -18,6 +18,7 @@ pytest.importorskip("selenium", reason="selenium is not installed (pip install s
 
 from selenium import webdriver
 from selenium.common.exceptions import (
+    JavascriptException,
     NoSuchElementException,
     StaleElementReferenceException,
     TimeoutException,
@@ -74,8 +75,14 @@ def instances(azurite: AzuriteServer,
         yield pair
 
 
-def text(driver: WebDriver, element_id: str) -> str:
-    return str(driver.find_element(By.ID, element_id).text)
+def text(driver: WebDriver, element_id: str) -> str | None:
+    # One script call, not find_element + .text: between those two round trips a
+    # navigation can replace the node, and Chromium then answers "Node with given
+    # id does not belong to the document" (a 500, not a stale-element error).
+    shown = driver.execute_script(
+        "const e = document.getElementById(arguments[0]);"
+        "return e === null ? null : e.innerText.trim();", element_id)
+    return None if shown is None else str(shown)
 
 
 def wait_for(driver: WebDriver, **expected: str) -> None:
@@ -87,7 +94,8 @@ def wait_for(driver: WebDriver, **expected: str) -> None:
     """
     try:
         WebDriverWait(driver, 15, ignored_exceptions=(
-            NoSuchElementException, StaleElementReferenceException)).until(
+            NoSuchElementException, StaleElementReferenceException,
+            JavascriptException)).until(
             lambda d: all(text(d, key) == value for key, value in expected.items()))
     except TimeoutException:
         shown = {key: text(driver, key) for key in expected}
