@@ -110,8 +110,7 @@ def problems(configured: object, environ: Mapping[str, str] | None = None) -> li
                    _did_you_mean(str(key), KEYS))
            for key in configured if key not in KEYS]
     out += _type_problems(configured)
-    if out:
-        return out
+    malformed = bool(out)  # values are only worth checking once keys and types are right
     conn, table, blob = (configured.get(k) for k in _CONNECTION)
     if conn is None and (table is None) != (blob is None):
         out.append(Problem("tablesessions.E005", "TABLESESSIONS sets only one of TABLE_ENDPOINT "
@@ -122,6 +121,8 @@ def problems(configured: object, environ: Mapping[str, str] | None = None) -> li
         out.append(Problem("tablesessions.E005", "no storage connection is configured",
                            'set TABLESESSIONS["CONNECTION_STRING"] (or TABLE_ENDPOINT and '
                            f"BLOB_ENDPOINT), or the {ENV_CONNECTION_STRING} environment variable"))
+    if malformed:
+        return out
     try:
         _dry_config(configured, env)
     except (TypeError, ValueError) as exc:
