@@ -780,6 +780,11 @@ class TableSessionTests(SessionTestsMixin, SimpleTestCase):
         self.assertEqual(await self.model.objects.acount(), 1)
 
 
+@override_settings(USE_TZ=True)
+class TableSessionWithTimeZoneTests(TableSessionTests):
+    """Upstream's ``DatabaseSessionWithTimeZoneTests``."""
+
+
 class SessionMiddlewareTests(SimpleTestCase):
     request_factory = RequestFactory()
 
