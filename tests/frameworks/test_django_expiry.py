@@ -375,3 +375,18 @@ async def test_async_session_methods(store: tablesessions.SessionStore,
                                             table_name=store.config.table_name) as table:
         rows = table.query_entities("PartitionKey eq @pk", parameters={"pk": pk})
         assert rk not in [e["RowKey"] for e in rows]
+
+
+def test_a_naive_datetime_expiry_without_use_tz_is_local_time(
+        store: tablesessions.SessionStore, clock: FakeClock, config: Settings) -> None:
+    with override_settings(USE_TZ=False):
+        session = SessionStore()
+        session["a"] = 1
+        session.set_expiry(dt.datetime.now() + dt.timedelta(seconds=120))  # naive, local
+        session.save()
+        key = session.session_key
+        assert key is not None
+        stored = row(config, store, key)["AbsoluteExpiresAt"]
+        assert abs(stored - (clock() + 120 * SECOND)) < 2 * SECOND
+        clock.advance(121 * SECOND)
+        assert not SessionStore(key).exists(key)
