@@ -190,6 +190,9 @@ class Session(MutableMapping[str, Any]):
         self._force = bool(value)
         if not value:
             self._changed.clear()
+            # A pending set_expiry deadline is an unsaved change too: a later
+            # expiry-only refresh must not half-apply it.
+            self._absolute_request = UNSET
 
     # -- per-session expiry ---------------------------------------------------
     def set_expiry(self, *, idle: dt.timedelta | None = UNSET,

@@ -390,3 +390,26 @@ def test_a_naive_datetime_expiry_without_use_tz_is_local_time(
         assert abs(stored - (clock() + 120 * SECOND)) < 2 * SECOND
         clock.advance(121 * SECOND)
         assert not SessionStore(key).exists(key)
+
+
+async def test_expiry_keyword_arguments_are_djangos_arithmetic(
+        store: tablesessions.SessionStore) -> None:
+    session = SessionStore()
+    modification = dt.datetime.now(dt.timezone.utc)
+    day = modification + dt.timedelta(days=1)
+    # With expiry= given, Django's arithmetic only: no cap by the 12 h deadline.
+    assert session.get_expiry_age(modification=modification, expiry=day) == 86400
+    assert session.get_expiry_date(modification=modification, expiry=day) == day
+    assert session.get_expiry_age(expiry=0) == session.get_session_cookie_age()
+    assert await session.aget_expiry_age(modification=modification, expiry=day) == 86400
+    assert await session.aget_expiry_date(modification=modification, expiry=60) == (
+        modification + dt.timedelta(seconds=60))
+    # Without it, the session's own expiry: a datetime replaces the default
+    # deadline, an idle timeout (seconds) is capped by it.
+    session.set_expiry(day)
+    assert session.get_expiry_age(modification=modification) == 86400
+    session.set_expiry(86400)
+    deadline = int(store.config.absolute_timeout.total_seconds())
+    assert deadline - 2 <= session.get_expiry_age(modification=modification) <= deadline
+    date = session.get_expiry_date(modification=modification)
+    assert abs(date - (modification + dt.timedelta(seconds=deadline))) < 2 * SECOND
