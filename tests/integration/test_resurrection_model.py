@@ -223,13 +223,12 @@ def test_nothing_deleted_or_expired_is_ever_served_again(
     clock = FakeClock()
     runner = _Runner(kind, azurite, storage_names, clock)
 
-    def machine() -> Resurrection:
-        m = Resurrection()
-        m.runner, m.clock = runner, clock
-        return m
+    class Machine(Resurrection):
+        pass
 
+    Machine.runner, Machine.clock = runner, clock
     try:
-        run_state_machine_as_test(machine, settings=settings(
+        run_state_machine_as_test(Machine, settings=settings(
             max_examples=25, stateful_step_count=25, deadline=None, database=None,
             suppress_health_check=[HealthCheck.too_slow]))
     finally:
