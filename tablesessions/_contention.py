@@ -34,37 +34,48 @@ MIN_ROUND = 0.02
 class Rounds:
     """Counts the conflict rounds of one write and spaces them out."""
 
-    __slots__ = ("_cap", "_last_left", "_last_pause", "_slowest", "_what", "n")
+    __slots__ = ("_cap", "_first_left", "_last_left", "_last_pause", "_round", "_spent", "_what",
+                 "n")
 
     def __init__(self, rules: Rules, what: str) -> None:
         self._cap = rules.config.max_merge_attempts
         self._what = what
         self.n = 0
         self._last_left: float | None = None
+        self._first_left: float | None = None
         self._last_pause = 0.0
-        self._slowest = MIN_ROUND
+        self._round = MIN_ROUND  # the mean round (re-read + write) so far
+        self._spent = 0.0
 
     def next(self) -> Op[None]:
         """Wait before the next round (a jittered sleep, never past the deadline).
 
-        :raises SessionConflictError: when the deadline leaves less time than the
-            slowest round so far took, or after ``max_merge_attempts`` rounds.
+        :raises SessionConflictError: when the deadline leaves less time than a
+            round has taken on average, or after ``max_merge_attempts`` rounds.
         """
         self.n += 1
-        if self.n > self._cap:
+        if self.n >= self._cap:
             raise SessionConflictError(
                 f"{self._what}: the session kept changing under other requests; gave up "
-                f"after {self._cap} conflict rounds (max_merge_attempts)")
+                f"after {self._cap} attempts (max_merge_attempts)")
         left = yield TimeLeft()
         pause = random.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (self.n - 1)))  # noqa: S311 - jitter, not crypto
         if left is not None:
             if self._last_left is not None:
-                self._slowest = max(self._slowest, self._last_left - left - self._last_pause)
-            if left < self._slowest:
+                self._spent += self._last_left - left - self._last_pause
+                self._round = max(MIN_ROUND, self._spent / (self.n - 1))
+            if left < self._round:
                 raise SessionConflictError(
                     f"{self._what}: the session kept changing under other requests; the "
                     f"operation's deadline ran out after {self.n - 1} conflict rounds")
-            pause = min(pause, left - self._slowest)
+            if self._first_left is None:
+                self._first_left = max(left, 1e-3)
+            # The closer a writer is to its deadline, the sooner it retries: it
+            # gets more attempts than writers that just started, which keeps the
+            # slowest writers from starving (plain exponential backoff does the
+            # opposite).
+            pause *= max(0.0, min(1.0, left / self._first_left)) ** 2
+            pause = min(pause, left - self._round)
         self._last_left, self._last_pause = left, pause
         if pause > 0:
             yield Sleep(pause)

@@ -69,25 +69,35 @@ def get(rules: Rules, session_id: object) -> Op[Session | None]:
     pk, rk = rules.keys(session_id)
     for _ in range(MAX_POINTER_REREADS):
         row = yield ReadEntity(pk, rk)
-        if row is None or not rules.is_live(row.entity, rules.now()):
-            return None
-        if (yield from is_revoked(rules, row.entity)):
-            return None
-        try:
-            entries = yield from _load_entries(rules, row)
-        except SessionDecodeError as exc:
-            # Unencrypted, a corrupt payload is the documented SessionDecodeError.
-            # Encrypted, any integrity failure is treated as tampering.
-            if not (isinstance(exc, SessionTamperedError) or rules.config.key_ring):
-                raise
-            # Once per occurrence, without data or the raw id: an operator can
-            # correlate the row key prefix with the table.
-            security_logger.warning("session %s: stored payload rejected (%s); treated as no "
-                                    "session", log_id(rk), exc)
-            return None
-        if entries is not None:
-            return rules.session_from(session_id, row.entity, row.etag, entries)
+        done, session = yield from _session_of(rules, session_id, row)
+        if done:
+            return session
     raise SessionDecodeError("overflow blob kept disappearing; the pointer may be dangling")
+
+
+def _session_of(rules: Rules, session_id: str, row: Row | None
+                ) -> Op[tuple[bool, Session | None]]:
+    """(True, the live session of ``row`` or None), or (False, None) when its
+    overflow blob was replaced meanwhile and the row must be read again."""
+    if row is None or not rules.is_live(row.entity, rules.now()):
+        return True, None
+    if (yield from is_revoked(rules, row.entity)):
+        return True, None
+    try:
+        entries = yield from _load_entries(rules, row)
+    except SessionDecodeError as exc:
+        # Unencrypted, a corrupt payload is the documented SessionDecodeError.
+        # Encrypted, any integrity failure is treated as tampering.
+        if not (isinstance(exc, SessionTamperedError) or rules.config.key_ring):
+            raise
+        # Once per occurrence, without data or the raw id: an operator can
+        # correlate the row key prefix with the table.
+        security_logger.warning("session %s: stored payload rejected (%s); treated as no "
+                                "session", log_id(rules.keys(session_id)[1]), exc)
+        return True, None
+    if entries is None:
+        return False, None
+    return True, rules.session_from(session_id, row.entity, row.etag, entries)
 
 
 def _load_entries(rules: Rules, row: Row) -> Op[dict[str, EncodedKey] | None]:
@@ -151,13 +161,22 @@ def save(rules: Rules, session: Session) -> Op[None]:
 def update(rules: Rules, session_id: object, fn: Callable[[Session], object]
            ) -> Op[Session | None]:
     """``store.update``: read, apply ``fn``, write conditionally on the ETag; when
-    another request changed the row meanwhile, back off, re-read and re-apply
-    ``fn`` to the fresh copy. Returns the session as saved, or None when there
-    is no live session (``fn`` is then not called) or it was deleted meanwhile.
+    another request changed the row meanwhile, apply ``fn`` again to the fresh
+    copy that the conflict round read (backing off between rounds). Returns the
+    session as saved, or None when there is no live session (``fn`` is then not
+    called) or it was deleted meanwhile.
     """
+    if not isinstance(session_id, str) or not is_valid_session_id(session_id):
+        return None
+    pk, rk = rules.keys(session_id)
     rounds = Rounds(rules, "update")
+    row: Row | None = yield ReadEntity(pk, rk)
     while True:
-        session = yield from get(rules, session_id)
+        done, session = yield from _session_of(rules, session_id, row)
+        if not done:
+            yield from rounds.next()
+            row = yield ReadEntity(pk, rk)  # its blob was replaced: read again
+            continue
         if session is None:
             return None
         fn(session)
@@ -165,10 +184,11 @@ def update(rules: Rules, session_id: object, fn: Callable[[Session], object]
         changed = rules.changed_keys(session, entries)
         if not (changed or session._force):
             yield from save(rules, session)  # at most the idle refresh
-        elif not (yield from _update(rules, session, entries, changed, policy="reapply")):
-            yield from rounds.next()
-            continue
-        return None if session._gone else session
+            return None if session._gone else session
+        row = yield from _update(rules, session, entries, changed, policy="reapply",
+                                 rounds=rounds)
+        if row is None:
+            return None if session._gone else session
 
 
 def _insert(rules: Rules, session: Session) -> Op[None]:
@@ -217,22 +237,23 @@ def _delete_blob_quietly(name: str) -> Op[None]:
 
 def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
             changed: set[str], require_lock: str | None = None,
-            policy: str | None = None) -> Op[bool]:
+            policy: str | None = None, rounds: Rounds | None = None) -> Op[Row | None]:
     """Conditional replace on the held ETag; on a 412, back off, re-read and
     resolve per ``policy`` (default: the store's ``concurrency``), until the
     write lands, the session turns out gone, or the deadline runs out.
 
     ``require_lock``: the write releases this lease lock; if another holder
     took it meanwhile, raise instead of merging. ``policy="reapply"``
-    (``update``): return False when another request changed the row, so that the
-    caller re-applies its change to a fresh read. Otherwise returns True.
+    (``update``): when another request changed the row, return that fresh live
+    row, for the caller to re-apply its change to. Otherwise returns None.
+    ``rounds``: the caller's conflict rounds, when it loops itself.
     """
     assert session._stored is not None
     pk, rk = rules.keys(session.id)
     policy = policy or rules.config.concurrency
     etag, old_pointer = session._stored.etag, session._stored.pointer
     base = session._stored.entries
-    rounds = Rounds(rules, "save")
+    rounds = rounds or Rounds(rules, "save")
     token: str | None = None
     pointer: BlobPointer | None = None
     # A held copy past its deadline names an expired row (or one someone else
@@ -250,7 +271,7 @@ def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
                 yield from _delete_blob_quietly(pointer.name)  # never referenced
             pointer = None
             if fresh is None:
-                return True
+                return None
             if landed not in session._tokens:  # another request wrote it
                 if require_lock is not None and fresh.entity.get(COL_LOCK_ID) != require_lock:
                     raise SessionConflictError("the lock's lease expired and another request "
@@ -259,7 +280,7 @@ def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
                     raise SessionConflictError("the session was changed by another request") \
                         from None
                 if policy == "reapply":
-                    return False
+                    return fresh
                 if policy == "merge":
                     fresh_entries = yield from _load_entries(rules, fresh)
                     if fresh_entries is None:
@@ -288,14 +309,14 @@ def _update(rules: Rules, session: Session, entries: dict[str, EncodedKey],
             if pointer is not None:
                 yield from _delete_blob_quietly(pointer.name)
             _forget(session, "deleted by another request; not recreated")
-            return True
+            return None
         except ResourceModifiedError:
             conflict = True
             yield from rounds.next()
     if old_pointer is not None and old_pointer != pointer:
         yield from _delete_blob_quietly(old_pointer.name)
     rules.mark_saved(session, new_etag, entries, pointer, expires)
-    return True
+    return None
 
 
 def _carried_columns(session: Session, fresh: Mapping[str, Any],

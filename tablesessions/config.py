@@ -70,8 +70,9 @@ class StoreConfig:
         Merge and overwrite rounds back off with jitter within the operation's
         deadline; no mode recreates a deleted or expired session.
     :param key_conflict: with ``"merge"``, what to do when both writers changed one key.
-    :param max_merge_attempts: a safety cap on conflict rounds of one save; the
-        operation's deadline (``retry.deadline``) normally ends the loop first.
+    :param max_merge_attempts: a safety cap on the write attempts of one save
+        under contention; the operation's deadline (``retry.deadline``) normally
+        ends the loop first.
     :param retry: the retry policy of request-path operations.
     :param background_retry: the retry policy of the sweeper and maintenance calls.
     :param on_storage_error: ``"raise"`` (default) or ``"empty"``: a failed read
