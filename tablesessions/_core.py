@@ -114,6 +114,22 @@ class Rules:
             return False
         return now < expires and now < absolute and not entity.get(COL_DELETED)
 
+    @staticmethod
+    def holds_live(session: Session, now: dt.datetime) -> bool:
+        """Whether the copy ``session`` holds is still live by its own deadlines.
+
+        The write rule (docs/concurrency.md, "No resurrection"): a session row is
+        only ever written conditionally on an ETag of a copy the store read (or
+        wrote) *live*, and only while that copy has not expired. A tombstone,
+        a deleted row or an expired row never carries such an ETag, so no write
+        can turn it back into a live session. When this is False the operation
+        re-reads the row before writing, and a re-read that finds no live row
+        forgets the session.
+        """
+        stored = session._stored
+        return (stored is not None and now < stored.expires_at
+                and now < session.absolute_expires_at)
+
     def tombstone(self, pk: str, rk: str) -> dict[str, Any]:
         """What a deleted session's row becomes until the sweeper removes it."""
         until = self.now() + TOMBSTONE_TTL
@@ -165,9 +181,12 @@ class Rules:
                                              else self.config.refresh_threshold)
         return remaining < threshold and gain > dt.timedelta(seconds=1)
 
-    def refresh_entity(self, pk: str, rk: str, expires: dt.datetime) -> dict[str, Any]:
-        # A merge of the expiry column only: the data is not rewritten.
-        return {"PartitionKey": pk, "RowKey": rk, COL_EXPIRES: expires}
+    def refresh_entity(self, pk: str, rk: str, expires: dt.datetime,
+                       token: str) -> dict[str, Any]:
+        # A merge of the expiry column (and a write token, so that a retried
+        # refresh that meets its own first attempt as 412 knows it landed): the
+        # data is not rewritten.
+        return {"PartitionKey": pk, "RowKey": rk, COL_EXPIRES: expires, COL_TOKEN: token}
 
     # -- encoding ------------------------------------------------------------
     def encode_all(self, session: Session) -> dict[str, EncodedKey]:

@@ -69,11 +69,17 @@ class StoreConfig:
     :param max_session_bytes: the largest encoded session accepted, inline or blob.
     :param compress_threshold: a key's JSON from this size is zlib-compressed when it pays.
     :param compression_level: zlib level; 1 favours latency over ratio.
-    :param concurrency: ``"merge"`` re-applies this request's changed keys on an
-        ETag conflict; ``"strict"`` raises ``SessionConflictError``; ``"overwrite"``
-        is plain last-writer-wins (no ETag check).
+    :param concurrency: what a save does when another request changed the session
+        since it was read (every save is conditional on the ETag, in every mode):
+        ``"merge"`` re-applies this request's changed keys onto the fresh copy;
+        ``"strict"`` raises ``SessionConflictError``; ``"overwrite"`` replaces
+        the whole session with this request's copy (last writer wins, no merge).
+        Merge and overwrite rounds back off with jitter within the operation's
+        deadline; no mode recreates a deleted or expired session.
     :param key_conflict: with ``"merge"``, what to do when both writers changed one key.
-    :param max_merge_attempts: bounded re-read/re-apply rounds before giving up.
+    :param max_merge_attempts: a safety cap on the write attempts of one save
+        under contention; the operation's deadline (``retry.deadline``) normally
+        ends the loop first.
     :param retry: the retry policy of request-path operations.
     :param background_retry: the retry policy of the sweeper and maintenance calls.
     :param on_storage_error: ``"raise"`` (default) or ``"empty"``: a failed read
@@ -108,7 +114,7 @@ class StoreConfig:
     compression_level: int = 1
     concurrency: Concurrency = "merge"
     key_conflict: KeyConflict = "last_writer_wins"
-    max_merge_attempts: int = 5
+    max_merge_attempts: int = 100
     retry: RetryPolicy = field(default_factory=RetryPolicy.request_path)
     background_retry: RetryPolicy = field(default_factory=RetryPolicy.background)
     on_storage_error: OnStorageError = "raise"

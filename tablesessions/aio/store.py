@@ -37,6 +37,7 @@ from .._effects import (
     ReadBlob,
     Row,
     Sleep,
+    TimeLeft,
 )
 from .._rotation import RotationReport
 from ..config import StoreConfig
@@ -159,6 +160,24 @@ class SessionStore(StoreBase):
         """Return a saved copy under a new id and delete the old record."""
         return await self._run(_ops.regenerate(self._rules, session))
 
+    async def update(self, session_id: str | None,
+               fn: Callable[[Session], object]) -> Session | None:
+        """Change a session atomically: read it, call ``fn(session)`` to change it in
+        place, and write it conditionally on the ETag. If another request changed
+        the session meanwhile, back off, re-read and call ``fn`` again on the
+        fresh copy, within the operation's deadline. The way to keep a counter
+        exact (``fn`` = ``lambda s: s.update(n=s.get("n", 0) + 1)``).
+
+        ``fn`` may run more than once, so it must only change the session (no
+        other side effects). Costs 2 calls (read and replace) without contention.
+        Never swallowed by ``on_storage_error="empty"``.
+
+        :returns: the session as saved, or None when there is no live session
+            (``fn`` is not called) or it was deleted meanwhile.
+        :raises SessionConflictError: when the deadline runs out under contention.
+        """
+        return await self._run(_ops.update(self._rules, session_id, fn))
+
     @contextlib.asynccontextmanager
     async def lock(self, session_id: str | None, *, timeout: float = 10.0,
              lease: float = 30.0) -> AsyncIterator[Session | None]:
@@ -184,10 +203,10 @@ class SessionStore(StoreBase):
             yield session
         except BaseException:
             if session is not None:
-                await self._run(_lock.release(self._rules, session, save=False), per_call=True)
+                await self._run(_lock.release(self._rules, session, save=False))
             raise
         if session is not None:
-            await self._run(_lock.release(self._rules, session, save=True), per_call=True)
+            await self._run(_lock.release(self._rules, session, save=True))
 
     # -- users and keys ------------------------------------------------------------
     async def bind_user(self, session: Session, user_id: str) -> None:
@@ -297,6 +316,8 @@ class SessionStore(StoreBase):
         if isinstance(effect, Sleep):
             await asyncio.sleep(effect.seconds)
             return None
+        if isinstance(effect, TimeLeft):
+            return None if shared is None else shared.remaining()
         if isinstance(effect, Parallel):
             return await self._parallel(effect, policy, shared)
         deadline = shared or Deadline(policy.deadline)
