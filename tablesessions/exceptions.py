@@ -65,3 +65,23 @@ class LockTimeoutError(TableSessionsError, TimeoutError):
         self.holder = holder
         self.age = age
         super().__init__(message)
+
+
+class StorageNotFoundError(TableSessionsError):
+    """The store's table or overflow container does not exist.
+
+    Raised by every operation that reaches the missing table or container,
+    reads included: a half-provisioned deployment must fail loudly, not log
+    everyone out as "no session". With ``on_storage_error="empty"`` it is
+    absorbed like any other storage failure (counted in ``store.stats``).
+    ``kind`` is ``"table"`` or ``"container"``, ``name`` its name, and
+    ``__cause__`` the azure ``ResourceNotFoundError`` (``TableNotFound`` or
+    ``ContainerNotFound``). Run ``tablesessions init`` (or
+    ``store.create_storage()``) once per deployment.
+    """
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"the {kind} {name!r} does not exist: run `tablesessions init` "
+                         "(or store.create_storage()) to create the table and the container")
