@@ -65,7 +65,12 @@ def get_store() -> TableSessionStore:
             configured: Mapping[str, Any] = getattr(settings, "TABLESESSIONS", None) or {}
             _store = store_from_settings(
                 TableSessionStore, {PREFIX + key: value for key, value in configured.items()})
-        return _store
+        store = _store
+    # Encryption at rest keyed by SECRET_KEY (SECRET_KEY_FALLBACKS still decrypt),
+    # unless TABLESESSIONS gave a key_ring; re-derived when the secret changes.
+    store.encrypt_with_secret(settings.SECRET_KEY,
+                              tuple(getattr(settings, "SECRET_KEY_FALLBACKS", ()) or ()))
+    return store
 
 
 def _signer() -> CookieSigner:

@@ -307,7 +307,7 @@ class SessionStore(StoreBase):
             deadline.extend(size / self.config.transfer_rate)
         handler: Callable[..., Any] = self._handlers.get(type(effect), self._call)
         try:
-            return await policy.arun(lambda: handler(effect, **self._timeouts(deadline)),
+            return await policy.arun(lambda: handler(effect, **self._timeouts(deadline, policy)),
                                      deadline)
         except HttpResponseError as exc:
             missing = missing_storage(exc, self.config)

@@ -9,6 +9,8 @@ missing; a missing *entity* or *blob* stays the normal None.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
@@ -16,6 +18,7 @@ from azure.storage.blob import ContainerClient
 
 import tablesessions
 from tablesessions import StorageNotFoundError
+from tablesessions._failure import error_code  # reads x-ms-error-code
 from tablesessions.testing import AzuriteServer, RequestCounter, unique_name
 from tests.conftest import Face, MakeStore
 
@@ -25,7 +28,7 @@ def _check(err: StorageNotFoundError, kind: str, name: str) -> None:
     assert name in str(err) and "tablesessions init" in str(err)
     assert isinstance(err.__cause__, ResourceNotFoundError)
     code = "TableNotFound" if kind == "table" else "ContainerNotFound"
-    assert err.__cause__.response.headers["x-ms-error-code"] == code
+    assert error_code(err.__cause__) == code
 
 
 def _fresh(store: Face, **data: object) -> tablesessions.Session:
@@ -46,7 +49,7 @@ async def test_every_operation_on_a_missing_table_raises(make_store: MakeStore) 
     missing = unique_name("nosuch")
     store = await make_store(table_name=missing)
 
-    operations = {
+    operations: dict[str, Callable[[], Awaitable[Any]]] = {
         "get": lambda: store.get(session.id),
         "get unknown id": lambda: store.get(tablesessions.new_session_id()),
         "save new": lambda: store.save(_fresh(store, n=1)),

@@ -7,6 +7,8 @@ scenario standalone.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from azure.core.exceptions import AzureError
 
@@ -102,3 +104,62 @@ async def test_a_dropped_update_with_one_attempt_is_reported_not_retried(
     with pytest.raises(AzureError):
         await proxied.save(session)
     assert fault_proxy.table.stats.seen == 1, "the update was re-sent below tenacity"
+
+
+# -- hung connections (issue 14, item 2) -----------------------------------------
+# With the defaults an app gets (RetryPolicy(): 4 attempts within 2 s; read_timeout
+# 5 s), a held answer or a half-open connection on the first attempt must be
+# abandoned early enough for a retry on a fresh connection to succeed, within the
+# deadline. Before per-attempt timeouts came from the deadline, the first attempt
+# waited min(5 s, 2 s) and the operation failed with ServiceResponseTimeoutError.
+
+HUNG = [Fault.HOLD, Fault.HALF_OPEN]
+DEADLINE = RetryPolicy().deadline
+
+
+@pytest.mark.parametrize("op", ["get", "save_update", "save_new"])
+@pytest.mark.parametrize("kind", HUNG, ids=lambda k: k.value)
+async def test_a_hung_first_attempt_is_retried_within_the_deadline(
+    make_store: MakeStore, fault_proxy: FaultProxyPair, kind: Fault, op: str
+) -> None:
+    clean = await make_store()
+    stored = clean.new()
+    stored["n"] = 1
+    await clean.save(stored)
+    proxied = await make_store(fault_proxy.connection_string)  # the library's defaults
+    assert proxied.config.read_timeout > DEADLINE  # so the share of the deadline is what acts
+    loaded = await proxied.get(stored.id)
+    assert loaded is not None
+    fault_proxy.configure(hold=30.0)  # far past the deadline
+    method = {"get": "GET", "save_update": "PUT", "save_new": "POST"}[op]
+    fault_proxy.table.fail_next(kind, methods={method})
+    fault_proxy.reset_stats()
+
+    started = time.monotonic()
+    if op == "get":
+        result = await proxied.get(stored.id)
+        assert result is not None and dict(result) == {"n": 1}
+    elif op == "save_update":
+        loaded["n"] = 2
+        await proxied.save(loaded)
+    else:
+        fresh = proxied.new()
+        fresh["n"] = 3
+        await proxied.save(fresh)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < DEADLINE, f"{op} took {elapsed:.2f} s"
+    assert fault_proxy.table.stats.faults == {kind: 1}
+    assert fault_proxy.table.stats.seen >= 2, "the hung attempt was not retried"
+    if op == "save_update":
+        after = await clean.get(stored.id)
+        assert after is not None and dict(after) == {"n": 2}
+        # A held update landed before its answer was lost: the retry met it (412) and
+        # recognised it as its own (token); the session's next save is one replace.
+        fault_proxy.reset_stats()
+        loaded["n"] = 4
+        await proxied.save(loaded)
+        assert fault_proxy.table.stats.seen == 1
+    if op == "save_new":
+        after = await clean.get(fresh.id)
+        assert after is not None and dict(after) == {"n": 3}
