@@ -1,8 +1,10 @@
 """Errors a caller can act on.
 
 Storage failures are not wrapped: they propagate as ``azure.core.exceptions.*``,
-chained, so existing Azure error handling keeps working. A missing or expired
-session is a normal ``None``, never an exception.
+chained, so existing Azure error handling keeps working. The one exception is a
+missing table or container, a deployment mistake with one fix: it raises
+:class:`StorageNotFoundError`, with the azure error as its ``__cause__``. A
+missing or expired session is a normal ``None``, never an exception.
 """
 
 from __future__ import annotations

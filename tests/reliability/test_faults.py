@@ -15,30 +15,40 @@ from azure.core.exceptions import AzureError
 from tablesessions import RetryPolicy
 from tablesessions.testing import AzuriteServer, Fault, FaultProxyPair
 from tests.conftest import Face, MakeStore
-from tests.reliability.scenario import Figures, run_both_faces
+from tests.reliability.scenario import FAULT_KINDS, Figures, run_both_faces
 
 OPERATIONS = 2000
 
 
 def _check(figures: Figures) -> None:
+    """Issue 14's targets: <= 0.5% of operations surface an error, no acknowledged
+    write is lost, p99 within the deadline."""
     face = figures.face
     assert figures.operations >= OPERATIONS, face
+    assert figures.surfaced <= 0.005 * figures.operations, f"{face}: {figures.errors}"
     assert figures.mismatches == [], f"{face}: state differs from the model"
     assert figures.lost_writes == 0, face
-    assert (figures.orphan_blobs, figures.missing_blobs) == (0, 0), face
-    # The proxies really injected ~20% faults of every kind, and they were retried.
+    assert figures.latency_ms(0.99) <= 1000 * figures.deadline, face
+    # A failed write may leave its new blob behind (the sweeper's to remove); no
+    # row may point at a missing one.
+    assert figures.missing_blobs == 0, face
+    assert figures.orphan_blobs <= 2 * figures.surfaced, face
+    # The proxies really injected ~20% faults of every kind of the mix, and they
+    # were retried.
     share = figures.faults_injected / figures.requests
     assert 0.16 <= share <= 0.24, f"{face}: {share:.1%} of requests faulted"
-    assert set(figures.faults) == {kind.value for kind in Fault}, face
+    assert set(figures.faults) == {Fault(kind).value for kind in FAULT_KINDS}, face
     assert figures.retries > 0, face
     assert figures.acknowledged_writes > OPERATIONS // 4, face
 
 
 @pytest.mark.slow
 async def test_twenty_percent_faults_lose_nothing(azurite: AzuriteServer) -> None:
-    """2,000+ operations per face, 20% of requests faulted: no error escapes (the
-    scenario raises if one does), every acknowledged write is there, and storage
-    equals the model exactly."""
+    """2,000+ operations per face under the default request policy, 20% of
+    requests faulted with issue 14's mix (resets, 503s, 0.2-3 s latency, held
+    answers, half-open connections): at most 0.5% surface an error, every
+    acknowledged write is there, storage equals the model, p99 within the
+    deadline. About 7.5 minutes (the hung requests wait out their timeouts)."""
     results = await run_both_faces(azurite, operations=OPERATIONS)
     for figures in results:
         print(f"\n{figures.markdown()}")
