@@ -184,3 +184,37 @@ def test_derived_rings_are_stable_and_separate() -> None:
     assert SECRET not in repr(one)
     with pytest.raises(ValueError):
         KeyRing.from_secrets("", context="sessions")
+
+
+def test_only_an_unset_key_ring_is_derived(azurite: AzuriteServer,
+                                           storage_names: tuple[str, str]) -> None:
+    ring = KeyRing({"mine": KeyRing.generate_key()})
+    with store_for(azurite, storage_names) as unset, \
+            store_for(azurite, storage_names, key_ring=None) as opted_out, \
+            store_for(azurite, storage_names, key_ring=ring) as explicit, \
+            store_for(azurite, storage_names, accept_plaintext=False) as strict:
+        assert unset.config.key_ring is None  # the store alone: plaintext
+        assert unset.encrypt_with_secret(SECRET)
+        assert unset.config.key_ring is not None and unset.config.accept_plaintext
+        assert unset.config.key_ring.primary == kid_of(SECRET)
+        assert not opted_out.encrypt_with_secret(SECRET) and opted_out.config.key_ring is None
+        assert not explicit.encrypt_with_secret(SECRET) and explicit.config.key_ring is ring
+        assert strict.encrypt_with_secret(SECRET) and not strict.config.accept_plaintext
+        # A new secret (the old one in the fallbacks) re-derives: both keys, new primary.
+        assert unset.encrypt_with_secret(OLD_SECRET, [SECRET])
+        assert unset.config.key_ring.key_ids == (kid_of(OLD_SECRET), kid_of(SECRET))
+
+
+def test_rotate_keys_encrypts_plaintext_rows_under_the_derived_ring(
+        azurite: AzuriteServer, storage_names: tuple[str, str], table: TableClient) -> None:
+    with store_for(azurite, storage_names, key_ring=None) as plain:
+        plain.create_storage()
+        session = plain.new()
+        session["user"] = CANARY
+        plain.save(session)
+    with store_for(azurite, storage_names) as store:
+        store.encrypt_with_secret(SECRET)
+        store.rotate_keys()
+        assert_ciphertext(table, kid_of(SECRET))
+        loaded = store.get(session.id)
+        assert loaded is not None and loaded["user"] == CANARY
