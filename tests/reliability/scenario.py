@@ -327,8 +327,12 @@ class _Run:
                 self.figures.mismatches.append(f"{sid[:8]}: deleted/unknown id read back")
         elif session is None:
             self.figures.mismatches.append(f"{sid[:8]}: acknowledged session missing")
-        elif dict(session) != expected.data or session.expires_at != expected.expires:
-            self.figures.mismatches.append(f"{sid[:8]}: read back differs from the model")
+        elif dict(session) != expected.data:
+            self.figures.mismatches.append(f"{sid[:8]}: read back data differs from the model")
+        elif session.expires_at != expected.expires:
+            behind = (expected.expires - session.expires_at).total_seconds()
+            self.figures.mismatches.append(f"{sid[:8]}: read back expiry {behind:+.0f} s "
+                                           "behind the model")
         return session
 
     def _due(self, record: Record) -> bool:
