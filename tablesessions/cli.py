@@ -32,6 +32,7 @@ from .config import (
     ENV_TABLE_ENDPOINT,
     ENV_TABLE_NAME,
 )
+from .exceptions import StorageNotFoundError
 
 #: The sweep finished everything and every command did what it was asked.
 EXIT_OK = 0
@@ -436,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         return out.fail(EXIT_USAGE, str(exc))
     except AzureError as exc:
         return out.fail(EXIT_STORAGE, _storage_message(exc))
+    except StorageNotFoundError as exc:  # the table or container is missing: run init
+        return out.fail(EXIT_STORAGE, f"storage error: {exc}")
     except TableSessionsError as exc:
         return out.fail(EXIT_INCOMPLETE, f"error: {exc}")
     except KeyboardInterrupt:

@@ -10,7 +10,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from ._limits import MAX_INLINE_BYTES, check_key
 from ._payload import DEFAULT_COMPRESS_THRESHOLD
@@ -37,6 +37,20 @@ OnStorageError = Literal["raise", "empty"]
 _TABLE_RE = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 _CONTAINER_RE = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 _APP_RE = re.compile(r"[A-Za-z0-9_.]{1,64}")
+
+
+class _Unset:
+    """The default of an option whose "not given" differs from every value."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: ``key_ring`` and ``accept_plaintext`` when not given. The store reads an unset
+#: ``key_ring`` as None (plaintext) and ``accept_plaintext`` as False; a framework
+#: integration may then derive a ring from the framework's secret
+#: (``store.encrypt_with_secret``). An explicit ``key_ring=None`` opts out.
+UNSET: Final[Any] = _Unset()
 
 
 def utc_now() -> dt.datetime:
@@ -86,16 +100,24 @@ class StoreConfig:
         yields no session and a failed write is logged and dropped (counted in
         ``store.stats``).
     :param connection_timeout: seconds to establish a connection (per attempt).
-    :param read_timeout: seconds to wait for a response (per attempt, and never
-        past the operation's deadline).
+    :param read_timeout: seconds to wait for a response (per attempt). Both are
+        caps: each attempt also waits at most the retry policy's
+        ``attempt_share`` (0.5) of the time left in the operation's deadline, so
+        on the request path a first attempt waits at most 1 s of the 2 s, and a
+        hung or half-open connection leaves time for a retry on a fresh one.
     :param transfer_rate: bytes/s assumed for blob transfers; the deadline of an
         operation moving N blob bytes grows by N / transfer_rate.
     :param key_ring: encrypt payloads at rest (AES-256-GCM) with this
         :class:`~tablesessions.encryption.KeyRing`; None stores them in the clear.
-    :param accept_plaintext: with a key ring, still read unencrypted payloads.
-        Only for the migration window after turning encryption on (run
-        ``tablesessions rotate-keys``, then set it back to False): otherwise
-        someone who can write the table could plant a plaintext session.
+        Not given: the store itself writes plaintext, and the Flask, Django and
+        Starlette integrations encrypt under a ring derived from the framework's
+        secret (``store.encrypt_with_secret``). Give a ring, or None, to choose.
+    :param accept_plaintext: with a key ring, still read unencrypted payloads
+        (they are encrypted on their next write). Not given: False with an
+        explicit ring, True with a ring derived from a framework secret, so
+        that turning encryption on logs nobody out. Set it False once every
+        row is encrypted (``tablesessions rotate-keys``): otherwise someone who
+        can write the table could plant a plaintext session.
     :param clock: returns the current time as aware UTC; injectable for tests.
     :param client_options: extra keyword arguments for every Azure SDK client the
         store builds (e.g. ``transport=`` or ``raw_request_hook=``).
@@ -121,12 +143,20 @@ class StoreConfig:
     connection_timeout: float = 2.0
     read_timeout: float = 5.0
     transfer_rate: float = 8_000_000.0
-    key_ring: KeyRing | None = None
-    accept_plaintext: bool = False
+    key_ring: KeyRing | None = UNSET
+    accept_plaintext: bool = UNSET
     clock: Callable[[], dt.datetime] = utc_now
     client_options: Mapping[str, Any] = field(default_factory=dict)
+    #: Whether ``key_ring`` / ``accept_plaintext`` were given (set by ``__post_init__``).
+    key_ring_given: bool = field(init=False, default=False, repr=False, compare=False)
+    accept_plaintext_given: bool = field(init=False, default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for name, unset_value in (("key_ring", None), ("accept_plaintext", False)):
+            given = getattr(self, name) is not UNSET
+            object.__setattr__(self, f"{name}_given", given)
+            if not given:
+                object.__setattr__(self, name, unset_value)
         if not _TABLE_RE.fullmatch(self.table_name):
             raise ValueError(f"table_name {self.table_name!r}: 3-63 letters/digits, "
                              "starting with a letter")

@@ -84,7 +84,12 @@ def get_store() -> TableSessionStore:
             given: Mapping[str, Any] = configured or {}
             _store = store_from_settings(
                 TableSessionStore, {PREFIX + key: value for key, value in given.items()})
-        return _store
+        store = _store
+    # Encryption at rest keyed by SECRET_KEY (SECRET_KEY_FALLBACKS still decrypt),
+    # unless TABLESESSIONS gave a key_ring; re-derived when the secret changes.
+    store.encrypt_with_secret(settings.SECRET_KEY,
+                              tuple(getattr(settings, "SECRET_KEY_FALLBACKS", ()) or ()))
+    return store
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

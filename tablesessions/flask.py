@@ -141,6 +141,7 @@ class TableSessionInterface(SessionInterface):
     def open_session(self, app: Flask, request: Request) -> TableSession | None:
         if not app.secret_key:
             return None  # Flask's NullSession then explains that SECRET_KEY is missing
+        _encrypt_with_app_secret(self.store, app)
         cookie = request.cookies.get(self.get_cookie_name(app)) or None
         return TableSession.from_cookie(self.store, cookie, self.signer(app))
 
@@ -190,6 +191,7 @@ class TableSessions:
             settings = {k: v for k, v in app.config.items()
                         if k.startswith(PREFIX) and k != COOKIE_SECURE_KEY}
             store = store_from_settings(SessionStore, settings)
+        _encrypt_with_app_secret(store, app)
         app.session_interface = TableSessionInterface(store)
         app.extensions["tablesessions"] = store
 
@@ -200,6 +202,13 @@ class TableSessions:
             return self._store
         store: SessionStore = current_app.extensions["tablesessions"]
         return store
+
+
+def _encrypt_with_app_secret(store: SessionStore, app: Flask) -> None:
+    """Encryption at rest keyed by ``SECRET_KEY`` (``SECRET_KEY_FALLBACKS`` still
+    decrypt), unless the store was given a ``key_ring``. Cheap when unchanged."""
+    if app.secret_key:
+        store.encrypt_with_secret(app.secret_key, app.config.get("SECRET_KEY_FALLBACKS") or ())
 
 
 def regenerate() -> None:

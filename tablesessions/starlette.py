@@ -161,6 +161,9 @@ class TableSessionMiddleware:
         self.store = store
         secret = str(secret_key) if isinstance(secret_key, Secret) else secret_key
         self.signer = CookieSigner(secret, fallback_secret_keys)
+        # Encryption at rest keyed by the same secret (fallbacks still decrypt),
+        # unless the store was given a key_ring.
+        store.encrypt_with_secret(secret, fallback_secret_keys)
         self.cookie_name = session_cookie
         self.https_only = https_only
         self.autoload = autoload

@@ -39,6 +39,7 @@ from ._effects import (
     Sleep,
     TimeLeft,
 )
+from ._failure import missing_storage
 from ._rotation import RotationReport
 from .config import StoreConfig
 from .models import Session, StorageStats, SweepReport
@@ -359,7 +360,13 @@ class SessionStore(StoreBase):
             size = len(effect.data) if isinstance(effect, PutBlob) else effect.expected_size
             deadline.extend(size / self.config.transfer_rate)
         handler: Callable[..., Any] = self._handlers.get(type(effect), self._call)
-        return policy.run(lambda: handler(effect, **self._timeouts(deadline)), deadline)
+        try:
+            return policy.run(lambda: handler(effect, **self._timeouts(deadline, policy)), deadline)
+        except HttpResponseError as exc:
+            missing = missing_storage(exc, self.config)
+            if missing is None:
+                raise
+            raise missing from exc
 
     def _parallel(self, effect: Parallel, policy: RetryPolicy,
                   shared: Deadline | None) -> list[Any]:
@@ -387,7 +394,8 @@ class SessionStore(StoreBase):
         try:
             answer = getattr(client, call.method)(*call.args, **call.kwargs, **t)
         except (ResourceNotFoundError, ResourceExistsError) as exc:
-            if call.ok_if == type(exc).__name__:
+            # A missing table or container is never "already done".
+            if call.ok_if == type(exc).__name__ and missing_storage(exc, self.config) is None:
                 return None
             raise
         return call.finish(answer)
