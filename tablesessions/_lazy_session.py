@@ -19,6 +19,17 @@ StoreT = TypeVar("StoreT")
 LazyT = TypeVar("LazyT", bound="LazySession[Any]")
 
 
+def verify_cookie(signer: CookieSigner, cookie: str | None) -> tuple[str | None, str | None, bool]:
+    """The cookie-to-session rule of both integrations: (session id, the cookie
+    when it verified, signed with the current secret?). A forged or garbage
+    cookie gives (None, None, False): a fresh session, and a response that
+    leaves the browser's cookie alone (as Flask's and Starlette's own do)."""
+    verified = signer.verify(cookie) if cookie else None
+    if verified is None:
+        return None, None, False
+    return verified[0], cookie, verified[1]
+
+
 class LazySession(MutableMapping[str, Any], Generic[StoreT]):
     """A ``MutableMapping`` over a :class:`tablesessions.Session` loaded on demand."""
 
@@ -26,7 +37,7 @@ class LazySession(MutableMapping[str, Any], Generic[StoreT]):
                  *, cookie_current: bool = False) -> None:
         self._store = store
         self._session_id = session_id
-        #: the raw cookie value the request carried (None without one)
+        #: the raw cookie value the request carried, when it verified (else None)
         self.cookie = cookie
         #: whether ``cookie`` is signed with the current secret (then the
         #: response need not sign it again to know it is still right)
@@ -38,10 +49,8 @@ class LazySession(MutableMapping[str, Any], Generic[StoreT]):
                     signer: CookieSigner) -> LazyT:
         """The request's session for its raw cookie value. No I/O: a forged or
         garbage cookie is just a fresh session."""
-        verified = signer.verify(cookie) if cookie else None
-        if verified is None:
-            return cls(store, None, cookie)
-        return cls(store, verified[0], cookie, cookie_current=verified[1])
+        session_id, verified, current = verify_cookie(signer, cookie)
+        return cls(store, session_id, verified, cookie_current=current)
 
     @property
     def loaded(self) -> bool:
