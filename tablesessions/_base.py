@@ -23,6 +23,8 @@ from .models import Session
 from .retry import Deadline
 
 logger = logging.getLogger("tablesessions.store")
+#: The absolute timeout of a store that configures none (not a cap).
+DEFAULT_ABSOLUTE = dt.timedelta(hours=12)
 
 
 def make_config(
@@ -30,16 +32,28 @@ def make_config(
     container_name: str,
     app_name: str,
     idle_timeout: dt.timedelta,
-    absolute_timeout: dt.timedelta,
+    absolute_timeout: dt.timedelta | None,
     options: Mapping[str, Any],
 ) -> StoreConfig:
-    """Build a StoreConfig; an unknown option raises ``TypeError`` naming it."""
+    """Build a StoreConfig; an unknown option raises ``TypeError`` naming it.
+
+    ``absolute_timeout=None`` means the 12 h default, which is no cap; an
+    explicit value is also ``max_absolute_timeout`` unless that is given.
+    """
     known = set(StoreConfig.__dataclass_fields__)
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"unknown SessionStore option(s): {', '.join(unknown)}")
+    extra = dict(options)
+    if absolute_timeout is None:
+        absolute_timeout = DEFAULT_ABSOLUTE
+        cap = extra.get("max_absolute_timeout")
+        if isinstance(cap, dt.timedelta):
+            absolute_timeout = min(absolute_timeout, cap)
+    else:
+        extra.setdefault("max_absolute_timeout", absolute_timeout)
     return StoreConfig(table_name=table_name, container_name=container_name, app_name=app_name,
-                       idle_timeout=idle_timeout, absolute_timeout=absolute_timeout, **options)
+                       idle_timeout=idle_timeout, absolute_timeout=absolute_timeout, **extra)
 
 
 def env_source(environ: Mapping[str, str] | None) -> tuple[str | None, tuple[str, str] | None,

@@ -63,7 +63,8 @@ def get(rules: Rules, session_id: object) -> Op[Session | None]:
     pk, rk = rules.keys(session_id)
     for _ in range(MAX_POINTER_REREADS):
         row = yield ReadEntity(pk, rk)
-        if row is None or not rules.is_live(row.entity, rules.now()):
+        if row is None or not rules.is_live(row.entity, rules.now()) \
+                or not rules.within_cap(row.entity, rules.now()):
             return None
         if (yield from is_revoked(rules, row.entity)):
             return None
@@ -302,15 +303,18 @@ def delete(rules: Rules, target: Session | object) -> Op[None]:
 def regenerate(rules: Rules, session: Session) -> Op[Session]:
     """Store the same data under a fresh id, then delete the old record (fixation defence).
 
-    The creation time and absolute deadline carry over, so regenerating can't
-    extend a session's lifetime.
+    The creation time, absolute deadline and per-session expiry carry over, so
+    regenerating can't extend a session's lifetime.
     """
     fresh = Session(new_session_id(), dict(session._materialize()),
                     created_at=session.created_at,
                     expires_at=session.expires_at,
                     absolute_expires_at=session.absolute_expires_at,
                     columns={k: v for k, v in session._columns.items()
-                             if k not in LOCK_COLUMNS})
+                             if k not in LOCK_COLUMNS},
+                    idle_timeout=session.idle_timeout,
+                    browser_session=session.browser_session)
+    fresh._absolute_request = session._absolute_request  # a pending set_expiry
     yield from _insert(rules, fresh)
     if fresh._columns.get(COL_USER):
         yield from index_session(rules, fresh, str(fresh._columns[COL_USER]))

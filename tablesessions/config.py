@@ -53,7 +53,14 @@ class StoreConfig:
     :param container_name: the Blob container for payloads over ``inline_budget``.
     :param app_name: isolates apps sharing one table; part of every key and blob name.
     :param idle_timeout: sliding expiry: a session unused this long is gone.
-    :param absolute_timeout: hard expiry from creation, whatever the activity.
+    :param absolute_timeout: hard expiry from creation, whatever the activity: the
+        deadline of sessions that set none of their own (``Session.set_expiry``).
+    :param max_absolute_timeout: the most any session may live from its
+        creation, its own deadline included (checked on every read too); None:
+        no cap. The constructors set it to ``absolute_timeout`` when that is
+        passed explicitly (argument or environment variable), so a configured
+        absolute timeout is a server-side cap no session exceeds; the 12 h
+        default is not.
     :param refresh_threshold: a read-only request refreshes the idle expiry only
         when less than this fraction of ``idle_timeout`` remains (0.5: at most one
         refresh write per half idle period).
@@ -93,6 +100,7 @@ class StoreConfig:
     app_name: str = "default"
     idle_timeout: dt.timedelta = dt.timedelta(minutes=20)
     absolute_timeout: dt.timedelta = dt.timedelta(hours=12)
+    max_absolute_timeout: dt.timedelta | None = None
     refresh_threshold: float = 0.5
     inline_budget: int = MAX_INLINE_BYTES
     max_session_bytes: int = 128 * 1024 * 1024
@@ -124,6 +132,10 @@ class StoreConfig:
         check_key(self.app_name, "app_name")
         if self.idle_timeout <= dt.timedelta(0) or self.absolute_timeout <= dt.timedelta(0):
             raise ValueError("idle_timeout and absolute_timeout must be positive")
+        if self.max_absolute_timeout is not None and not (
+                dt.timedelta(0) < self.absolute_timeout <= self.max_absolute_timeout):
+            raise ValueError("max_absolute_timeout must be positive and at least "
+                             "absolute_timeout")
         if not 0.0 <= self.refresh_threshold <= 1.0:
             raise ValueError("refresh_threshold must be between 0 and 1")
         if not 0 <= self.inline_budget <= MAX_INLINE_BYTES:

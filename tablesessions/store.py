@@ -45,7 +45,6 @@ from .retry import Deadline, RetryPolicy
 
 T = TypeVar("T")
 _IDLE = dt.timedelta(minutes=20)
-_ABSOLUTE = dt.timedelta(hours=12)
 
 
 class SessionStore(StoreBase):
@@ -71,7 +70,7 @@ class SessionStore(StoreBase):
         container_name: str = "sessions-overflow",
         app_name: str = "default",
         idle_timeout: dt.timedelta = _IDLE,
-        absolute_timeout: dt.timedelta = _ABSOLUTE,
+        absolute_timeout: dt.timedelta | None = None,
         **options: Any,
     ) -> None:
         """Connect with a token credential (default: ``DefaultAzureCredential()``).
@@ -118,7 +117,7 @@ class SessionStore(StoreBase):
         container_name: str = "sessions-overflow",
         app_name: str = "default",
         idle_timeout: dt.timedelta = _IDLE,
-        absolute_timeout: dt.timedelta = _ABSOLUTE,
+        absolute_timeout: dt.timedelta | None = None,
         **options: Any,
     ) -> SessionStore:
         """Connect with a storage connection string (Azurite, or account-key auth).
