@@ -82,7 +82,7 @@ class TableSession(dict[str, Any]):
         self._discard: str | None = None
         self.accessed = False
         if not self._loaded:
-            dict.__setitem__(self, _UNLOADED, None)  # type: ignore[index]
+            dict.__setitem__(self, _UNLOADED, None)  # type: ignore[misc]
 
     @classmethod
     def from_cookie(cls, store: SessionStore, cookie: str | None,
@@ -181,7 +181,7 @@ class TableSession(dict[str, Any]):
             fresh = await self._store.regenerate(record)
             self._record = fresh
             for key in fresh:
-                fresh[key]  # noqa: B018 - registers containers for in-place change checks
+                fresh[key]  # registers containers for in-place change checks
 
     # -- the dict, loaded on demand -----------------------------------------------
     def clear(self) -> None:
@@ -231,17 +231,17 @@ class TableSession(dict[str, Any]):
         self._ensure()
         return dict.__ne__(self, other)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
-    def __or__(self, other: Any) -> dict[str, Any]:
+    def __or__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
         self._ensure()
         return dict(dict.items(self)) | other  # type: ignore[no-any-return]
 
-    def __ror__(self, other: Any) -> dict[str, Any]:
+    def __ror__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
         self._ensure()
         return other | dict(dict.items(self))  # type: ignore[no-any-return]
 
-    def __ior__(self, other: Any) -> TableSession:  # type: ignore[override,misc]
+    def __ior__(self, other: Any) -> TableSession:  # type: ignore[override]
         self.update(other)
         return self
 
