@@ -223,7 +223,7 @@ def end_cookie(spec: Callable[[], CookieSpec], signer: CookieSigner, session: Se
                refresh: bool = False) -> str | None:
     """Return the ``Set-Cookie`` value the response needs after the end action, or None.
 
-    Set only when needed: a new or regenerated id, an expiry the save moved
+    Set when needed: a new or regenerated id, an expiry the save moved
     (``Max-Age`` follows the session's expiry), a switch between a persistent
     and a browser-session cookie, a cookie signed with an old secret, or
     ``refresh``. Cleared when the request carried a verified cookie but no live
@@ -242,13 +242,15 @@ def end_cookie(spec: Callable[[], CookieSpec], signer: CookieSigner, session: Se
         (:meth:`CookieSigner.verify`), so it is exactly what ``sign`` would make
         for the id it carries.
     :param browser_before: ``session.browser_session`` before the request changed it.
-    :param refresh: send a persistent cookie even when nothing changed (Flask's
-        ``SESSION_REFRESH_EACH_REQUEST``).
+    :param refresh: send the cookie even when nothing about it changed: Flask
+        and Starlette re-send it whenever the session was modified, and Flask
+        on every request with ``SESSION_REFRESH_EACH_REQUEST`` (permanent
+        sessions only).
     """
     if session.is_deleted or session.is_new or len(session) == 0:
         return spec().delete_header() if incoming is not None else None
     browser = bool(getattr(session, "browser_session", False))
-    unchanged = (browser or session.expires_at == expiry_before) and not (refresh and not browser)
+    unchanged = (browser or session.expires_at == expiry_before) and not refresh
     if browser_before is not None and browser_before != browser:
         unchanged = False
     if unchanged and incoming_current and incoming is not None \

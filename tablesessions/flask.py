@@ -135,6 +135,7 @@ class TableSession(LazySession[SessionStore], SessionMixin):
 
     @permanent.setter
     def permanent(self, value: bool) -> None:
+        self.current  # noqa: B018 - loads: the lifetime is saved with the session
         self._permanent = bool(value)
 
     def _apply_lifetime(self, app: Flask) -> None:
@@ -267,7 +268,9 @@ class TableSessionInterface(SessionInterface):
                 self.store.save(record)
             elif action == "delete":
                 self.store.delete(record)
-        refresh = bool(app.config.get("SESSION_REFRESH_EACH_REQUEST", True))
+        # As Flask's should_set_cookie: modified, or permanent with refresh-each-request.
+        refresh = session._modified_here or (
+            not record.browser_session and bool(app.config["SESSION_REFRESH_EACH_REQUEST"]))
         header = end_cookie(lambda: self.cookie_spec(app), self.signer(app), record,
                             incoming=session.cookie, incoming_current=session.cookie_current,
                             expiry_before=expiry_before, browser_before=browser_before,

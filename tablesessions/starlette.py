@@ -446,6 +446,7 @@ class TableSessionMiddleware:
         record = session._sync()
         expiry_before = record.expires_at
         browser_before = record.browser_session
+        modified = record.modified  # Starlette re-sends the cookie of a modified session
         header: str | None = None
         # A failed request (5xx) persists nothing, as in Django.
         if message["status"] < 500:
@@ -467,6 +468,6 @@ class TableSessionMiddleware:
                                 incoming=session.cookie,
                                 incoming_current=session.cookie_current,
                                 expiry_before=expiry_before, browser_before=browser_before,
-                                now=self.store.config.clock())
+                                refresh=modified, now=self.store.config.clock())
         if header is not None:
             headers.append("Set-Cookie", header)
