@@ -539,3 +539,22 @@ def test_a_large_session_overflows_to_a_blob_and_reads_back(
     request_counter.reset()
     assert client.get("/upload").json == {"size": len(payload)}
     assert request_counter.count_where(service="blob") == 1  # the blob read
+
+
+def test_storage_calls_per_request_match_docs_cost(
+        client: FlaskClient, request_counter: RequestCounter) -> None:
+    # docs/cost.md: create 1, untouched 0, forged 0, read-only 1, modify 2, logout 2.
+    forged = CookieSigner("another-secret").sign(tablesessions.new_session_id())
+    counts = {}
+    for name, method, path in [("create", "post", "/count"), ("untouched", "get", "/plain"),
+                               ("read-only", "get", "/peek"), ("modify", "post", "/count"),
+                               ("logout", "post", "/logout")]:
+        request_counter.reset()
+        getattr(client, method)(path)
+        counts[name] = request_counter.count
+    request_counter.reset()
+    app = client.application
+    app.test_client().get("/peek", headers={"Cookie": f"session={forged}"})
+    counts["forged"] = request_counter.count
+    assert counts == {"create": 1, "untouched": 0, "read-only": 1, "modify": 2, "logout": 2,
+                      "forged": 0}

@@ -447,3 +447,30 @@ def test_bad_arguments_fail_at_construction_naming_the_argument(
     with pytest.raises(TypeError, match=r"tablesessions\.aio\.SessionStore"):
         TableSessionMiddleware(Starlette(), store=object(),  # type: ignore[arg-type]
                                secret_key=SECRET)
+
+
+@pytest.mark.parametrize(("autoload", "untouched"), [(True, 1), (False, 0)])
+async def test_storage_calls_per_request_match_docs_cost(
+        async_session_store: tablesessions.aio.SessionStore, request_counter: RequestCounter,
+        autoload: bool, untouched: int) -> None:
+    # docs/cost.md: create 1, read-only 1, modify 2, logout 2, forged 0; an endpoint
+    # that never touches the session costs 0 with autoload=False, 1 read with the default.
+    app = make_app(async_session_store, autoload=autoload)
+    forged = CookieSigner("another-secret").sign(tablesessions.new_session_id())
+    counts = {}
+    async with client_for(app) as client:
+        for name, method, path in [("create", "POST", "/count"), ("untouched", "GET", "/plain"),
+                                   ("read-only", "GET", "/peek"), ("modify", "POST", "/count"),
+                                   ("sync modify", "POST", "/sync-count"),
+                                   ("logout", "POST", "/logout")]:
+            request_counter.reset()
+            await client.request(method, path)
+            counts[name] = request_counter.count
+    async with client_for(app) as client:
+        request_counter.reset()
+        await client.get("/peek", headers={"cookie": f"session={forged}"})
+        counts["forged"] = request_counter.count
+    # logout without loading (autoload=False): deleting by id reads the row first
+    # (its overflow blob, if any, goes too), so it is 2 calls either way
+    assert counts == {"create": 1, "untouched": untouched, "read-only": 1, "modify": 2,
+                      "sync modify": 2, "logout": 2, "forged": 0}
