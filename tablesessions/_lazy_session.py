@@ -1,8 +1,10 @@
-"""The lazily loaded session mapping shared by the Flask and Starlette integrations.
+"""The cookie-to-session rule of the Flask and Starlette integrations, and the
+lazily loaded session mapping of Flask's.
 
-Only what both frameworks do identically lives here. How the session gets
-loaded does not: Flask loads synchronously on first use, while Starlette must
-not block the event loop, so each framework supplies its own ``current``.
+``verify_cookie`` is shared. Starlette's ``request.session`` is a ``dict``
+subclass of its own (``tablesessions.starlette.TableSession``): Starlette code
+serialises it as JSON, which only a real dict allows. Flask's session is the
+``MutableMapping`` below, loaded synchronously on first use.
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ from ._cookies import (
     store_from_settings,
 )
 from ._lazy_session import LazySession
+from .models import MAX_IDLE
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -200,8 +201,10 @@ def check_settings(config: Mapping[str, Any]) -> None:
         except ValueError as exc:
             raise ValueError(f"Flask setting {key}: {exc}") from None
     for key in ("PERMANENT_SESSION_LIFETIME", PERMANENT_ABSOLUTE_KEY):
-        if config.get(key) is not None and _seconds(config[key], _ONE_SECOND) < _ONE_SECOND:
-            raise ValueError(f"Flask setting {key} must be at least 1 second")
+        if config.get(key) is not None and not \
+                _ONE_SECOND <= _seconds(config[key], _ONE_SECOND) <= MAX_IDLE:
+            raise ValueError(f"Flask setting {key} must be between 1 second and "
+                             f"{int(MAX_IDLE.total_seconds())} seconds (about 68 years)")
     try:
         CookieSpec(name=config.get("SESSION_COOKIE_NAME") or "session",
                    path=config.get("SESSION_COOKIE_PATH") or "/",

@@ -25,6 +25,7 @@ In websockets the session is read-only. Settings and defaults:
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import logging
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,6 +40,7 @@ from . import Session, SessionDecodeError
 from ._cookies import CookieSigner, CookieSpec, end_action, end_cookie, normalize_samesite
 from ._lazy_session import verify_cookie
 from .aio import SessionStore
+from .models import MAX_IDLE
 
 __all__ = ["TableSession", "TableSessionMiddleware", "load_session"]
 
@@ -49,6 +51,8 @@ _NOT_LOADED = ("the session is not loaded: with TableSessionMiddleware(autoload=
                "using it in an async endpoint")
 #: Starlette's default ``max_age``: 14 days.
 DEFAULT_MAX_AGE = 14 * 24 * 60 * 60
+#: The longest per-session idle timeout the store keeps (``Session.set_expiry``).
+MAX_IDLE_SECONDS = int(MAX_IDLE.total_seconds())
 #: Held in an unloaded session's dict storage, so that json's C encoder (which
 #: writes an empty dict subclass as ``{}`` without asking it) calls ``items()``
 #: and gets the "not loaded" error instead of silently writing ``{}``.
@@ -280,6 +284,16 @@ class TableSession(dict[str, Any]):
         self.accessed = True
         return dict.setdefault(self, key, default)
 
+    # Copies and pickles are plain dicts: the store and the request stay behind.
+    def __copy__(self) -> dict[str, Any]:
+        return self.copy()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(self.copy(), memo)
+
+    def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
+        return dict, (self.copy(),)
+
     def update(self, *args: Any, **kwargs: Any) -> None:
         self._ensure()
         self.accessed = True
@@ -367,6 +381,9 @@ class TableSessionMiddleware:
         _check("session_cookie", session_cookie, (str,), "a str")
         if max_age is not None:
             _check("max_age", max_age, (int,), "an int (seconds) or None")
+            if max_age > MAX_IDLE_SECONDS:
+                raise ValueError(f"TableSessionMiddleware max_age= must be at most "
+                                 f"{MAX_IDLE_SECONDS} seconds (about 68 years)")
         _check("path", path, (str,), "a str")
         _check("same_site", same_site, (str,), 'one of "lax", "strict", "none"')
         if https_only is not None:

@@ -434,6 +434,8 @@ def test_bad_arguments_fail_at_construction_naming_the_argument(
 
     with pytest.raises(TypeError, match="max_age"):
         build(max_age="3600")
+    with pytest.raises(ValueError, match="max_age"):
+        build(max_age=2**31)
     with pytest.raises(TypeError, match="https_only"):
         build(https_only="yes")
     with pytest.raises(TypeError, match="fallback_secret_keys"):
@@ -474,3 +476,22 @@ async def test_storage_calls_per_request_match_docs_cost(
     # (its overflow blob, if any, goes too), so it is 2 calls either way
     assert counts == {"create": 1, "untouched": untouched, "read-only": 1, "modify": 2,
                       "sync modify": 2, "logout": 2, "forged": 0}
+
+
+async def test_copies_and_pickles_of_the_session_are_plain_dicts(
+        async_session_store: tablesessions.aio.SessionStore) -> None:
+    import copy
+    import pickle
+
+    session = TableSession(async_session_store, None, None)
+    session["cart"] = ["apple"]
+    for snapshot in (copy.copy(session), copy.deepcopy(session), session.copy(),
+                     pickle.loads(pickle.dumps(session)), dict(session), {**session}):
+        assert type(snapshot) is dict
+        assert snapshot == {"cart": ["apple"]}
+    assert copy.deepcopy(session)["cart"] is not session["cart"]
+    assert session | {"b": 1} == {"cart": ["apple"], "b": 1}
+    session |= {"c": 2}
+    assert sorted(session) == ["c", "cart"]
+    with pytest.raises(TypeError, match="str"):
+        session.update({1: "x"})
