@@ -161,7 +161,8 @@ class Rules:
             return False
         remaining = session._stored.expires_at - now
         gain = self.next_expiry(session, now) - session._stored.expires_at
-        threshold = self.idle_of(session) * self.config.refresh_threshold
+        threshold = self.idle_of(session) * (1.0 if session._renew
+                                             else self.config.refresh_threshold)
         return remaining < threshold and gain > dt.timedelta(seconds=1)
 
     def refresh_entity(self, pk: str, rk: str, expires: dt.datetime) -> dict[str, Any]:

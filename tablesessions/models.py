@@ -74,8 +74,8 @@ class Session(MutableMapping[str, Any]):
     """
 
     __slots__ = ("_absolute_request", "_changed", "_columns", "_data", "_force", "_gone", "_read",
-                 "_stored", "_tokens", "absolute_expires_at", "browser_session", "created_at",
-                 "expires_at", "id", "idle_timeout")
+                 "_renew", "_stored", "_tokens", "absolute_expires_at", "browser_session",
+                 "created_at", "expires_at", "id", "idle_timeout")
 
     def __init__(
         self,
@@ -101,6 +101,8 @@ class Session(MutableMapping[str, Any]):
         #: a deadline ``set_expiry(absolute=...)`` asked for, resolved (and capped)
         #: by the store at the next save: UNSET, None, a datetime or a timedelta
         self._absolute_request: Any = UNSET
+        #: slide the idle expiry at every save, not only past the refresh threshold
+        self._renew = False
         self._data = data
         self._changed: set[str] = set()
         #: container values handed out: only these can have changed in place
@@ -188,6 +190,9 @@ class Session(MutableMapping[str, Any]):
         self._force = bool(value)
         if not value:
             self._changed.clear()
+            # A pending set_expiry deadline is an unsaved change too: a later
+            # expiry-only refresh must not half-apply it.
+            self._absolute_request = UNSET
 
     # -- per-session expiry ---------------------------------------------------
     def set_expiry(self, *, idle: dt.timedelta | None = UNSET,
@@ -234,6 +239,17 @@ class Session(MutableMapping[str, Any]):
         if browser_session is not UNSET:
             self.browser_session = browser_session
         self._force = True
+
+    def renew(self) -> None:
+        """Have every following ``save`` of this object slide the idle expiry
+        forward, even before the refresh threshold is reached: one expiry-only
+        write (no data rewrite) whenever it moves the deadline by over a second.
+
+        For "save on every request" settings (Django's
+        ``SESSION_SAVE_EVERY_REQUEST``), where the cookie's lifetime restarts on
+        every response and the server's must follow it.
+        """
+        self._renew = True
 
     @property
     def lock_id(self) -> str | None:

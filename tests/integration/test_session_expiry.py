@@ -231,3 +231,17 @@ def test_set_expiry_rejects_bad_values(kwargs: dict[str, Any], error: type[Excep
         session.set_expiry(**kwargs)
     assert session.idle_timeout is None
     assert session.browser_session is False
+
+
+async def test_modified_false_drops_a_pending_deadline(make_store: MakeStore,
+                                                      clock: FakeClock) -> None:
+    store = await make_store()
+    session = await saved(store)
+    deadline = session.absolute_expires_at
+    session.set_expiry(absolute=dt.timedelta(seconds=30))
+    session.modified = False
+    clock.advance(dt.timedelta(minutes=15))  # the idle refresh is due
+    await store.save(session)
+    assert session.absolute_expires_at == deadline
+    clock.advance(dt.timedelta(minutes=1))
+    assert await store.get(session.id) is not None
