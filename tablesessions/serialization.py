@@ -6,9 +6,10 @@ JSON: they become ``{"$b": length}`` and travel as raw segments beside it, which
 keeps large binary sessions at ~1x their size in memory and in storage.
 
 Exact round trips: str, int, float, bool, None, list, dict (str keys), datetime
-(naive or aware, microseconds kept), date, UUID, bytes and Decimal. A tuple is
-accepted and comes back as a list, as with Django's JSON serializer. Anything
-else raises ``TypeError`` naming the key.
+(naive or aware, microseconds kept), date, UUID, bytes, Decimal, tuple and
+``Markup`` (any object with ``__html__``, as Flask's tagged JSON: flashed
+messages are tuples, often of Markup). Anything else raises ``TypeError``
+naming the key.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from typing import Any
 # never mistakes the inner pair for a tag.
 _DATETIME, _DATE, _UUID, _BYTES, _DECIMAL, _MAP = "$dt", "$date", "$uuid", "$b", "$dec", "$map"
 _BIGINT = "$int"
-_TAGS = frozenset({_DATETIME, _DATE, _UUID, _BYTES, _DECIMAL, _MAP, _BIGINT})
+# Flask's tagged JSON round-trips these two (issue 15); kept as their own small layer.
+_TUPLE, _MARKUP = "$t", "$markup"
+_TAGS = frozenset({_DATETIME, _DATE, _UUID, _BYTES, _DECIMAL, _MAP, _BIGINT, _TUPLE, _MARKUP})
 #: Python refuses int <-> decimal str past 4,300 digits (CVE-2020-10735); ints
 #: beyond ~12,000 bits travel as hex, which has no such limit.
 _BIGINT_BITS = 12_000
@@ -63,7 +66,7 @@ class _Unsupported(Exception):
 
 
 _SUPPORTED = ("(supported: str, int, float, bool, None, list, tuple, dict, datetime, date, "
-              "UUID, bytes, Decimal)")
+              "UUID, bytes, Decimal, Markup)")
 
 
 def _tag(value: Any, segments: list[bytes]) -> Any:
@@ -77,7 +80,7 @@ def _tag(value: Any, segments: list[bytes]) -> Any:
         return value if value.bit_length() <= _BIGINT_BITS else {_BIGINT: hex(value)}
     if kind is dict:
         return _tag_dict(value, segments)
-    if kind is list or kind is tuple:
+    if kind is list:
         return _tag_list(value, segments)
     return _tag_other(value, segments)
 
@@ -110,7 +113,11 @@ def _tag_list(value: list[Any] | tuple[Any, ...], segments: list[bytes]) -> list
 
 def _tag_other(value: Any, segments: list[bytes]) -> Any:
     # Subclasses of the plain types (IntEnum, OrderedDict...) and the tagged types.
-    # Order matters: datetime before date (a datetime is a date).
+    # Order matters: datetime before date (a datetime is a date), and Markup
+    # (a str subclass) and tuple before their base types.
+    tagged = _tag_flask(value, segments)
+    if tagged is not None:
+        return tagged
     if isinstance(value, (str, float)):
         return value
     if isinstance(value, int):  # not a bool: bool cannot be subclassed
@@ -131,6 +138,24 @@ def _tag_other(value: Any, segments: list[bytes]) -> Any:
     if isinstance(value, Decimal):
         return {_DECIMAL: str(value)}
     raise _Unsupported(f"values of type {type(value).__name__} cannot be stored {_SUPPORTED}")
+
+
+def _tag_flask(value: Any, segments: list[bytes]) -> Any:
+    """Tag the two types Flask's tagged JSON round-trips beyond ours, else None."""
+    if isinstance(value, tuple):
+        return {_TUPLE: _tag_list(value, segments)}
+    html = getattr(value, "__html__", None)
+    if callable(html):  # Flask's rule (TagMarkup): the object's own HTML, as Markup
+        return {_MARKUP: str(html())}
+    return None
+
+
+def _markup(text: str) -> Any:
+    try:
+        from markupsafe import Markup
+    except ImportError:  # pragma: no cover - markupsafe ships with Flask and Jinja
+        return text  # written by an app that had it; readable here as the same text
+    return Markup(text)  # noqa: S704 - text is what Markup.__html__ gave at save time
 
 
 def decode_value(fragment: bytes, segments: Iterator[bytes]) -> Any:
@@ -167,6 +192,10 @@ def _untagger(segments: Iterator[bytes]) -> Callable[[dict[str, Any]], Any]:
             return Decimal(payload)
         if tag == _BIGINT:
             return int(payload, 16)
+        if tag == _TUPLE:
+            return tuple(payload)
+        if tag == _MARKUP:
+            return _markup(payload)
         return dict((k, v) for k, v in payload)  # _MAP: an escaped user dict
 
     return hook

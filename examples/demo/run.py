@@ -214,9 +214,10 @@ class Script:
             self.cookie = None
             return "Set-Cookie clears the cookie (Max-Age=0)"
         before, self.cookie = self.cookie, value
-        max_age = next((a for a in attrs if a.startswith("Max-Age=")), "")
+        max_age = next((a for a in attrs if a.startswith("Max-Age=")),
+                       "no Max-Age (a browser-session cookie)")
         if before == value:
-            return f"Set-Cookie again: {max_age} (the write moved the idle expiry)"
+            return f"Set-Cookie again: {max_age} (the session was written)"
         flags = "; ".join(a for a in attrs if not a.startswith("Expires"))
         change = f" (was {fingerprint(before)})" if before else ""
         return f"Set-Cookie: session={fingerprint(value)}{change}; {flags}"
@@ -284,7 +285,8 @@ class Script:
         time.sleep(wait)
         state = self.call(a, "GET", "/state")
         expect(state["user"] is None, "the idle session expired")
-        say(f"{'':16}the cookie's Max-Age ran out with the session: the client sent none")
+        say(f"{'':16}the server expired the idle session (the browser-session cookie "
+            "was still sent)")
         with httpx.Client(headers={"Accept": "application/json",
                                    "Cookie": f"session={bob_cookie}"}) as kept:
             state = self.call(b, "GET", "/state", show="(bob's cookie kept)", client=kept)

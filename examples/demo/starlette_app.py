@@ -80,7 +80,10 @@ def create_app() -> Starlette:
         middleware=[Middleware(TableSessionMiddleware, store=store,
                                secret_key=os.environ["DEMO_SECRET_KEY"],
                                # The demo serves plain http on loopback; production
-                               # keeps the default (Secure on unless debug).
-                               https_only=False)],
+                               # keeps the default (Secure on every https request).
+                               https_only=False,
+                               # A browser-session cookie; the store's idle timeout
+                               # (6 s here) expires it on the server, as on Flask's side.
+                               max_age=None)],
         lifespan=lifespan,
     )

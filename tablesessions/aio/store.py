@@ -44,9 +44,16 @@ from .._rotation import RotationReport
 from ..config import StoreConfig
 from ..models import Session, StorageStats, SweepReport
 from ..retry import Deadline, RetryPolicy
+from ._per_loop import PerLoop
 
 T = TypeVar("T")
 _IDLE = dt.timedelta(minutes=20)
+Clients = tuple[TableClient, ContainerClient]
+
+
+async def _close_clients(clients: Clients) -> None:
+    await clients[0].close()
+    await clients[1].close()
 
 
 class SessionStore(StoreBase):
@@ -54,7 +61,8 @@ class SessionStore(StoreBase):
     and methods, awaitable, with ``async with``.
 
     Safe to share between tasks: the SDK's aiohttp transport pools connections
-    per client. Create one per event loop and ``await store.close()`` on shutdown.
+    per client. Each event loop that uses the store gets its own clients (closed
+    when that loop shuts down); ``await store.close()`` on shutdown.
     """
 
     def __init__(
@@ -79,18 +87,21 @@ class SessionStore(StoreBase):
 
             credential = owned = DefaultAzureCredential()
         kw = sdk_kwargs(config)
-        table = TableClient(endpoint=table_endpoint, table_name=config.table_name,
-                            credential=credential, **kw, **async_transport(config))
-        container = ContainerClient(account_url=blob_endpoint,
-                                    container_name=config.container_name, credential=credential,
-                                    **blob_kwargs(config), **async_transport(config))
-        self._setup(config, table, container, owned)
 
-    def _setup(self, config: StoreConfig, table: TableClient, container: ContainerClient,
+        def clients() -> Clients:
+            return (TableClient(endpoint=table_endpoint, table_name=config.table_name,
+                                credential=credential, **kw, **async_transport(config)),
+                    ContainerClient(account_url=blob_endpoint,
+                                    container_name=config.container_name, credential=credential,
+                                    **blob_kwargs(config), **async_transport(config)))
+
+        self._setup(config, clients, owned)
+
+    def _setup(self, config: StoreConfig, clients: Callable[[], Clients],
                owned_credential: Any) -> None:
         super().__init__(config)
-        self._table = table
-        self._container = container
+        # One set of clients per event loop (see _per_loop: Starlette's TestClient).
+        self._clients = PerLoop(clients, _close_clients)
         self._owned_credential = owned_credential
         self._handlers: dict[type[Any], Callable[..., Awaitable[Any]]] = {
             QueryPage: self._query_page, ReadBlob: self._read_blob, ListBlobs: self._list_blobs,
@@ -113,14 +124,25 @@ class SessionStore(StoreBase):
         config = make_config(table_name, container_name, app_name, idle_timeout,
                              absolute_timeout, options)
         kw = sdk_kwargs(config)
-        table = TableClient.from_connection_string(conn_str, table_name=config.table_name, **kw,
-                                                   **async_transport(config))
-        container = ContainerClient.from_connection_string(
-            conn_str, container_name=config.container_name, **blob_kwargs(config),
-            **async_transport(config))
+
+        def clients() -> Clients:
+            return (TableClient.from_connection_string(conn_str, table_name=config.table_name,
+                                                       **kw, **async_transport(config)),
+                    ContainerClient.from_connection_string(
+                        conn_str, container_name=config.container_name, **blob_kwargs(config),
+                        **async_transport(config)))
+
         store = cls.__new__(cls)
-        store._setup(config, table, container, None)
+        store._setup(config, clients, None)
         return store
+
+    @property
+    def _table(self) -> TableClient:
+        return self._clients.get()[0]
+
+    @property
+    def _container(self) -> ContainerClient:
+        return self._clients.get()[1]
 
     @classmethod
     def from_account(cls, account_name: str, *, credential: Any = None,
@@ -285,8 +307,7 @@ class SessionStore(StoreBase):
 
     async def close(self) -> None:
         """Close the SDK clients (and the credential the store created)."""
-        await self._table.close()
-        await self._container.close()
+        await self._clients.close()
         if self._owned_credential is not None:
             await self._owned_credential.close()
 
@@ -305,6 +326,7 @@ class SessionStore(StoreBase):
         # ``per_call``: waits (the lock) may outlast one deadline; each call gets its own.
         deadline = None if background or per_call else self._deadline()
         policy = self.config.background_retry if background else self.config.retry
+        await self._clients.bind()
         try:
             return await adrive(op, lambda effect: self._execute(effect, policy, deadline))
         except Exception as exc:

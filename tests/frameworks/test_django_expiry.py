@@ -117,11 +117,13 @@ def store(config: Settings, request_counter: RequestCounter
 @pytest.fixture
 def other_instance(azurite: AzuriteServer, storage_names: tuple[str, str], clock: FakeClock
                    ) -> Iterator[tablesessions.SessionStore]:
-    """A second store on the same table: another app instance."""
+    """A second store on the same table: another app instance (keyed by the same
+    SECRET_KEY, as the integration keys its own store: rows are encrypted)."""
     table, container = storage_names
     with tablesessions.SessionStore.from_connection_string(
             azurite.connection_string, table_name=table, container_name=container,
             app_name="djangoexpiry", clock=clock) as other:
+        other.encrypt_with_secret(settings.SECRET_KEY)
         yield other
 
 
