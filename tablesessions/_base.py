@@ -17,6 +17,7 @@ from .config import (
     ENV_CONNECTION_STRING,
     ENV_TABLE_ENDPOINT,
     StoreConfig,
+    TimeoutLike,
     settings_from_env,
 )
 from .models import Session
@@ -29,8 +30,8 @@ def make_config(
     table_name: str,
     container_name: str,
     app_name: str,
-    idle_timeout: dt.timedelta,
-    absolute_timeout: dt.timedelta,
+    idle_timeout: TimeoutLike,
+    absolute_timeout: TimeoutLike,
     options: Mapping[str, Any],
 ) -> StoreConfig:
     """Build a StoreConfig; an unknown option raises ``TypeError`` naming it."""
@@ -38,8 +39,10 @@ def make_config(
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"unknown SessionStore option(s): {', '.join(unknown)}")
+    # StoreConfig parses the timeouts (numbers, numeric strings) in __post_init__.
+    timeouts: dict[str, Any] = {"idle_timeout": idle_timeout, "absolute_timeout": absolute_timeout}
     return StoreConfig(table_name=table_name, container_name=container_name, app_name=app_name,
-                       idle_timeout=idle_timeout, absolute_timeout=absolute_timeout, **options)
+                       **timeouts, **options)
 
 
 def env_source(environ: Mapping[str, str] | None) -> tuple[str | None, tuple[str, str] | None,

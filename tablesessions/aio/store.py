@@ -39,7 +39,8 @@ from .._effects import (
     Sleep,
 )
 from .._rotation import RotationReport
-from ..config import StoreConfig
+from .._storage_errors import missing_storage
+from ..config import StoreConfig, TimeoutLike
 from ..models import Session, StorageStats, SweepReport
 from ..retry import Deadline, RetryPolicy
 
@@ -65,8 +66,8 @@ class SessionStore(StoreBase):
         table_name: str = "sessions",
         container_name: str = "sessions-overflow",
         app_name: str = "default",
-        idle_timeout: dt.timedelta = _IDLE,
-        absolute_timeout: dt.timedelta = _ABSOLUTE,
+        idle_timeout: TimeoutLike = _IDLE,
+        absolute_timeout: TimeoutLike = _ABSOLUTE,
         **options: Any,
     ) -> None:
         """Connect with a token credential (default: the async ``DefaultAzureCredential()``)."""
@@ -104,8 +105,8 @@ class SessionStore(StoreBase):
         table_name: str = "sessions",
         container_name: str = "sessions-overflow",
         app_name: str = "default",
-        idle_timeout: dt.timedelta = _IDLE,
-        absolute_timeout: dt.timedelta = _ABSOLUTE,
+        idle_timeout: TimeoutLike = _IDLE,
+        absolute_timeout: TimeoutLike = _ABSOLUTE,
         **options: Any,
     ) -> SessionStore:
         """Connect with a storage connection string (Azurite, or account-key auth)."""
@@ -328,7 +329,8 @@ class SessionStore(StoreBase):
         try:
             answer = await getattr(client, call.method)(*call.args, **call.kwargs, **t)
         except (ResourceNotFoundError, ResourceExistsError) as exc:
-            if call.ok_if == type(exc).__name__:
+            # A missing table or container is never "no such row" (issue 17).
+            if call.ok_if == type(exc).__name__ and not missing_storage(exc):
                 return None
             raise
         return call.finish(answer)
