@@ -3,7 +3,6 @@ and the constructor arguments' meaning."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 from collections.abc import Mapping

@@ -25,6 +25,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from ._extras import require
+
+require("flask", "flask")  # before any flask import: a missing one names the extra
+
 from flask import current_app
 from flask import session as _current_session
 from flask.sessions import SessionInterface, SessionMixin

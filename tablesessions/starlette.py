@@ -29,6 +29,10 @@ import logging
 from collections.abc import Sequence
 from typing import Literal
 
+from ._extras import require
+
+require("starlette", "starlette")  # before any starlette import: a missing one names the extra
+
 import anyio.from_thread
 from starlette.datastructures import MutableHeaders, Secret
 from starlette.requests import HTTPConnection
