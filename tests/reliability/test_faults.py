@@ -12,10 +12,13 @@ from azure.core.exceptions import AzureError
 
 from tablesessions import RetryPolicy
 from tablesessions.testing import AzuriteServer, Fault, FaultProxyPair
+from tests.budgets import EXHAUSTIVE
 from tests.conftest import Face, MakeStore
 from tests.reliability.scenario import Figures, run_both_faces
 
-OPERATIONS = 2000
+#: 2,000 per face in CI (the figures docs/reliability.md reports); 500 in the everyday
+#: gate, still enough for the 16-24% fault-share bound to hold (tests/budgets.py).
+OPERATIONS = 2000 if EXHAUSTIVE else 500
 
 
 def _check(figures: Figures) -> None:
@@ -34,7 +37,7 @@ def _check(figures: Figures) -> None:
 
 @pytest.mark.slow
 async def test_twenty_percent_faults_lose_nothing(azurite: AzuriteServer) -> None:
-    """2,000+ operations per face, 20% of requests faulted: no error escapes (the
+    """``OPERATIONS`` operations per face, 20% of requests faulted: no error escapes (the
     scenario raises if one does), every acknowledged write is there, and storage
     equals the model exactly."""
     results = await run_both_faces(azurite, operations=OPERATIONS)
