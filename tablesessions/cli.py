@@ -421,7 +421,7 @@ _SETTING_FLAGS = (
     ("container_name", "--container-name", ENV_CONTAINER_NAME),
     ("app_name", "--app-name", ENV_APP_NAME),
 )
-#: Commands that make one quick pass (as opposed to sweep and rotate-keys), for messages.
+#: What each command is waiting for, for the notice after a second without an answer.
 _WAITING_FOR = {
     "init": "create the table and the container", "stats": "list the sessions",
     "inspect": "read the session", "revoke": "revoke the user's sessions",
