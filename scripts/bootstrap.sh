@@ -58,7 +58,7 @@ else
 fi
 if [ "$covered" = no ] || ! "$VENV/bin/python" -m pip show --quiet tablesessions >/dev/null 2>&1; then
     if [ "$PROFILE" = demo ]; then
-        estimate="~30 s-1 min on a first run, a few seconds from the pip cache"
+        estimate="~1-2 min on a first run, even from the pip cache"
     else
         estimate="~1-3 min on a first run (mypy, Django, hypothesis, mkdocs...), ~30 s from the pip cache"
     fi
