@@ -58,9 +58,9 @@ else
 fi
 if [ "$covered" = no ] || ! "$VENV/bin/python" -m pip show --quiet tablesessions >/dev/null 2>&1; then
     if [ "$PROFILE" = demo ]; then
-        estimate="~1-2 min on a first run, even from the pip cache"
+        estimate="~30 s from the pip cache on an idle machine, ~2 min on a busy one"
     else
-        estimate="~1-3 min on a first run (mypy, Django, hypothesis, mkdocs...), ~30 s from the pip cache"
+        estimate="~45 s from the pip cache on an idle machine, ~3 min on a busy one or without the cache"
     fi
     step "installing Python deps: tablesessions[$EXTRAS] into $VENV ($estimate)"
     # --progress-bar: pip shows one per download; it never runs silently for minutes.

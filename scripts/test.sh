@@ -43,7 +43,7 @@ sed 's/^/  /' "$infra_log"
 rm -f "$infra_log"
 
 workers="${TABLESESSIONS_TEST_WORKERS:-2}"
-echo "test: pytest on $workers worker(s) (~5 min on an idle 2-core machine) [$(since)]"
+echo "test: pytest on $workers worker(s) (~2 min on an idle 2-core machine, ~4 min on a busy one) [$(since)]"
 status=0
 if [ "$workers" = 1 ]; then
     .venv/bin/python -m pytest -v --durations=15 "$@" || status=$?
