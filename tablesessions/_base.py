@@ -19,7 +19,9 @@ from .config import (
     ENV_CONNECTION_STRING,
     ENV_TABLE_ENDPOINT,
     StoreConfig,
+    TimeoutLike,
     settings_from_env,
+    timeout_setting,
 )
 from .encryption import KeyRing
 from .models import Session
@@ -34,8 +36,8 @@ def make_config(
     table_name: str,
     container_name: str,
     app_name: str,
-    idle_timeout: dt.timedelta,
-    absolute_timeout: dt.timedelta | None,
+    idle_timeout: TimeoutLike,
+    absolute_timeout: TimeoutLike | None,
     options: Mapping[str, Any],
 ) -> StoreConfig:
     """Build a StoreConfig; an unknown option raises ``TypeError`` naming it.
@@ -48,15 +50,19 @@ def make_config(
     if unknown:
         raise TypeError(f"unknown SessionStore option(s): {', '.join(unknown)}")
     extra = dict(options)
-    if absolute_timeout is None:
-        absolute_timeout = DEFAULT_ABSOLUTE
+    # StoreConfig parses the idle timeout (numbers, numeric strings) in __post_init__;
+    # the absolute one is parsed here, where None means "the default, not a cap".
+    absolute = timeout_setting(absolute_timeout, "absolute_timeout")
+    if absolute is None:
+        absolute = DEFAULT_ABSOLUTE
         cap = extra.get("max_absolute_timeout")
         if isinstance(cap, dt.timedelta):
-            absolute_timeout = min(absolute_timeout, cap)
+            absolute = min(absolute, cap)
     else:
-        extra.setdefault("max_absolute_timeout", absolute_timeout)
+        extra.setdefault("max_absolute_timeout", absolute)
+    timeouts: dict[str, Any] = {"idle_timeout": idle_timeout, "absolute_timeout": absolute}
     return StoreConfig(table_name=table_name, container_name=container_name, app_name=app_name,
-                       idle_timeout=idle_timeout, absolute_timeout=absolute_timeout, **extra)
+                       **timeouts, **extra)
 
 
 def env_source(environ: Mapping[str, str] | None) -> tuple[str | None, tuple[str, str] | None,

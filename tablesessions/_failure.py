@@ -9,6 +9,7 @@ from typing import Literal
 
 from azure.core.exceptions import AzureError, HttpResponseError
 
+from ._storage_errors import missing_storage
 from .config import OnStorageError, StoreConfig
 from .exceptions import StorageNotFoundError
 
@@ -47,32 +48,18 @@ def absorb(policy: OnStorageError, stats: StoreStats, kind: Literal["read", "wri
     return True
 
 
-#: The service's error codes for a missing table or container. A missing *entity*
-#: (``ResourceNotFound``) or blob (``BlobNotFound``) is a normal 404 and is not here.
-MISSING_STORAGE_CODES = {"TableNotFound": "table", "ContainerNotFound": "container"}
-
-
-def error_code(exc: BaseException) -> str | None:
-    """The service's error code of ``exc``: the ``x-ms-error-code`` header first
-    (``create_entity`` raises a raw error without ``.error_code``), else ``.error_code``
-    (a table batch's error carries the code only there)."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    code: object = headers.get("x-ms-error-code") if headers is not None else None
-    if not code:
-        code = getattr(exc, "error_code", None)
-    if not code:
-        return None
-    return str(getattr(code, "value", code))
-
-
-def missing_storage(exc: BaseException, config: StoreConfig) -> StorageNotFoundError | None:
+def storage_not_found(exc: BaseException, config: StoreConfig) -> StorageNotFoundError | None:
     """The :class:`StorageNotFoundError` that ``exc`` means, or None when it means
-    something else (including a missing entity or blob, which stays a 404)."""
+    something else (including a missing entity or blob, which stays a 404).
+
+    Which error codes mean "the table or container is missing" is
+    ``_storage_errors``' rule, shared with the CLI and the sweeper; this only
+    builds the error a store caller sees."""
     if not isinstance(exc, HttpResponseError) or exc.status_code != 404:
         return None
-    kind = MISSING_STORAGE_CODES.get(error_code(exc) or "")
-    if kind is None:
+    code = missing_storage(exc)
+    if code is None:
         return None
-    return StorageNotFoundError(kind, config.table_name if kind == "table"
-                                else config.container_name)
+    if code == "TableNotFound":
+        return StorageNotFoundError("table", config.table_name)
+    return StorageNotFoundError("container", config.container_name)

@@ -7,6 +7,7 @@ through this module, so one name means one thing everywhere.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,42 @@ class _Unset:
 #: integration may then derive a ring from the framework's secret
 #: (``store.encrypt_with_secret``). An explicit ``key_ring=None`` opts out.
 UNSET: Final[Any] = _Unset()
+#: What a timeout setting accepts: a timedelta, seconds as a number, or a numeric string.
+TimeoutLike = dt.timedelta | int | float | str
+
+
+def timeout_setting(value: object, setting: str) -> dt.timedelta | None:
+    """Return ``value`` as a ``timedelta``, or None for None (the caller's default).
+
+    Accepts a ``datetime.timedelta``, seconds as an ``int`` or ``float``, and a
+    string holding a number of seconds (``"1200"``, ``"1.5"``), as environment
+    variables and settings files give them. The single parser of every timeout
+    setting: constructors, ``StoreConfig``, the environment and the integrations.
+
+    :param setting: the name the user wrote (``"idle_timeout"``, an environment
+        variable, a framework setting key), used in the error.
+    :raises TypeError: for any other type (``bool`` included), naming ``setting``.
+    :raises ValueError: for a string that is not a number, NaN, infinity, or a
+        value that is not positive, naming ``setting``.
+    """
+    if value is None or isinstance(value, dt.timedelta):
+        seconds = None if value is None else value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"{setting}: expected a datetime.timedelta or a number of seconds, "
+                        f"got {type(value).__name__} {value!r}")
+    elif isinstance(value, str):
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            raise ValueError(f"{setting}: expected a number of seconds (such as 1200), "
+                             f"got {value!r}") from None
+    else:
+        seconds = float(value)
+    if seconds is None:
+        return None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{setting}: must be a positive, finite duration, got {value!r}")
+    return value if isinstance(value, dt.timedelta) else dt.timedelta(seconds=seconds)
 
 
 def utc_now() -> dt.datetime:
@@ -66,7 +103,9 @@ class StoreConfig:
     :param table_name: the Table holding one entity per session.
     :param container_name: the Blob container for payloads over ``inline_budget``.
     :param app_name: isolates apps sharing one table; part of every key and blob name.
-    :param idle_timeout: sliding expiry: a session unused this long is gone.
+    :param idle_timeout: sliding expiry: a session unused this long is gone. Like
+        every timeout: a ``timedelta``, seconds as a number, or a numeric string
+        (see :func:`timeout_setting`); never longer than ``absolute_timeout``.
     :param absolute_timeout: hard expiry from creation, whatever the activity: the
         deadline of sessions that set none of their own (``Session.set_expiry``).
     :param max_absolute_timeout: the most any session may live from its
@@ -166,8 +205,17 @@ class StoreConfig:
         if not _APP_RE.fullmatch(self.app_name):
             raise ValueError(f"app_name {self.app_name!r}: 1-64 of A-Z a-z 0-9 _ .")
         check_key(self.app_name, "app_name")
-        if self.idle_timeout <= dt.timedelta(0) or self.absolute_timeout <= dt.timedelta(0):
-            raise ValueError("idle_timeout and absolute_timeout must be positive")
+        for name in ("idle_timeout", "absolute_timeout"):
+            parsed = timeout_setting(getattr(self, name), name)
+            if parsed is None:
+                raise TypeError(f"{name}: expected a datetime.timedelta or a number of "
+                                "seconds, got None")
+            object.__setattr__(self, name, parsed)  # frozen: normalise once, here
+        idle, absolute = self.idle_timeout, self.absolute_timeout
+        if idle > absolute:
+            raise ValueError(f"idle_timeout ({idle}) is longer than absolute_timeout "
+                             f"({absolute}): no session could ever use it; shorten it, or "
+                             "raise absolute_timeout")
         if self.max_absolute_timeout is not None and not (
                 dt.timedelta(0) < self.absolute_timeout <= self.max_absolute_timeout):
             raise ValueError("max_absolute_timeout must be positive and at least "
@@ -203,7 +251,7 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     for env, name in ((ENV_IDLE_TIMEOUT, "idle_timeout"),
                       (ENV_ABSOLUTE_TIMEOUT, "absolute_timeout")):
         if environ.get(env):
-            out[name] = dt.timedelta(seconds=float(environ[env]))
+            out[name] = timeout_setting(environ[env], env)
     if environ.get(ENV_ENCRYPTION_KEYS):
         out["key_ring"] = KeyRing.from_string(environ[ENV_ENCRYPTION_KEYS])
     return out

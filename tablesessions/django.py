@@ -39,6 +39,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from ._extras import require
+
+require("django", "django")  # before any django import: a missing one names the extra
+
 from asgiref.sync import sync_to_async
 from django.apps import AppConfig
 from django.conf import settings

@@ -30,6 +30,10 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._extras import require
+
+require("flask", "flask")  # before any flask import: a missing one names the extra
+
 from flask import current_app, request
 from flask import session as _current_session
 from flask.sessions import SessionInterface, SessionMixin

@@ -31,6 +31,10 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
+from ._extras import require
+
+require("starlette", "starlette")  # before any starlette import: a missing one names the extra
+
 import anyio.from_thread
 from starlette.datastructures import MutableHeaders, Secret
 from starlette.requests import HTTPConnection

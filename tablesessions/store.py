@@ -39,9 +39,9 @@ from ._effects import (
     Sleep,
     TimeLeft,
 )
-from ._failure import missing_storage
+from ._failure import storage_not_found
 from ._rotation import RotationReport
-from .config import StoreConfig
+from .config import StoreConfig, TimeoutLike
 from .models import Session, StorageStats, SweepReport
 from .retry import Deadline, RetryPolicy
 
@@ -71,8 +71,8 @@ class SessionStore(StoreBase):
         table_name: str = "sessions",
         container_name: str = "sessions-overflow",
         app_name: str = "default",
-        idle_timeout: dt.timedelta = _IDLE,
-        absolute_timeout: dt.timedelta | None = None,
+        idle_timeout: TimeoutLike = _IDLE,
+        absolute_timeout: TimeoutLike | None = None,
         **options: Any,
     ) -> None:
         """Connect with a token credential (default: ``DefaultAzureCredential()``).
@@ -118,8 +118,8 @@ class SessionStore(StoreBase):
         table_name: str = "sessions",
         container_name: str = "sessions-overflow",
         app_name: str = "default",
-        idle_timeout: dt.timedelta = _IDLE,
-        absolute_timeout: dt.timedelta | None = None,
+        idle_timeout: TimeoutLike = _IDLE,
+        absolute_timeout: TimeoutLike | None = None,
         **options: Any,
     ) -> SessionStore:
         """Connect with a storage connection string (Azurite, or account-key auth).
@@ -363,7 +363,7 @@ class SessionStore(StoreBase):
         try:
             return policy.run(lambda: handler(effect, **self._timeouts(deadline, policy)), deadline)
         except HttpResponseError as exc:
-            missing = missing_storage(exc, self.config)
+            missing = storage_not_found(exc, self.config)
             if missing is None:
                 raise
             raise missing from exc
@@ -395,7 +395,7 @@ class SessionStore(StoreBase):
             answer = getattr(client, call.method)(*call.args, **call.kwargs, **t)
         except (ResourceNotFoundError, ResourceExistsError) as exc:
             # A missing table or container is never "already done".
-            if call.ok_if == type(exc).__name__ and missing_storage(exc, self.config) is None:
+            if call.ok_if == type(exc).__name__ and storage_not_found(exc, self.config) is None:
                 return None
             raise
         return call.finish(answer)

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from azure.storage.blob import ContainerClient
 
+from examples.demo.meter import HEADER, Calls
 from tablesessions import SessionStore
 from tablesessions.testing import AzuriteNotFoundError, AzuriteServer, unique_name
 from tablesessions.testing.azurite import free_ports
@@ -176,6 +177,16 @@ def describe(data: dict[str, Any]) -> str:
     return text
 
 
+def storage_calls(response: httpx.Response) -> str:
+    """What the instance's ``X-Storage-Calls`` header says this request cost."""
+    fields = dict(part.split("=", 1) for part in
+                  response.headers.get(HEADER, "").split() if "=" in part)
+    try:
+        return Calls(int(fields["reads"]), int(fields["writes"])).text()
+    except (KeyError, ValueError):
+        return "storage calls unknown"
+
+
 def expect(condition: bool, message: str) -> None:
     if not condition:
         raise DemoError(message)
@@ -201,7 +212,7 @@ class Script:
         note = self._cookie_note(response) if client is None else ""
         request = f"{method:<4} {path}{(' ' + show) if show else ''}"
         say(f"  {instance.label} {instance.framework:<9} {request:<30} -> {describe(state)}"
-            + (f"\n{'':16}{note}" if note else ""))
+            f"  [{storage_calls(response)}]" + (f"\n{'':16}{note}" if note else ""))
         return state
 
     def _cookie_note(self, response: httpx.Response) -> str:

@@ -103,7 +103,7 @@ def wait_for(driver: WebDriver, **expected: str) -> None:
 
 
 def test_log_in_on_flask_and_see_the_session_on_starlette(
-        browser: WebDriver, instances: tuple[Instance, Instance]) -> None:
+        browser: WebDriver, instances: tuple[Instance, Instance], tmp_path: Path) -> None:
     a, b = instances
     browser.get(a.url + "/")
     wait_for(browser, instance="A", framework="Flask", user="anonymous", count="0")
@@ -134,8 +134,22 @@ def test_log_in_on_flask_and_see_the_session_on_starlette(
     browser.find_element(By.ID, "increment").click()
     wait_for(browser, instance="B", user="alice", count="2")
 
+    # The page says who served it and what that cost: B's last request was the count.
+    wait_for(browser, **{"served-by": "B", "previous-request": "POST /count",
+                         "previous-calls": "1 read + 1 write"})
+    assert text(browser, "calls") == "1 read"  # this page: the session read
+
+    # The overflow step from the page: upload a 1 MB file; it goes to a blob.
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(secrets.token_bytes(1_000_000))
+    browser.find_element(By.ID, "file").send_keys(str(upload))
+    browser.find_element(By.ID, "upload-file").click()
+    wait_for(browser, instance="B", user="alice", upload="1000000")
+
     browser.find_element(By.ID, "other").click()  # the page's link back to A
-    wait_for(browser, instance="A", user="alice", count="2")
+    wait_for(browser, instance="A", user="alice", count="2", upload="1000000")
+    assert text(browser, "served-by") == "A"
+    assert "read" in (text(browser, "calls") or "")  # the row, then the blob
 
     browser.find_element(By.ID, "logout").click()
     wait_for(browser, instance="A", user="anonymous", count="0")
