@@ -277,8 +277,9 @@ class TableSessionInterface(SessionInterface):
             elif action == "delete":
                 self.store.delete(record)
         # As Flask's should_set_cookie: modified, or permanent with refresh-each-request.
-        refresh = session._modified_here or (
-            not record.browser_session and bool(app.config["SESSION_REFRESH_EACH_REQUEST"]))
+        # A failed request (5xx) saved nothing, so it has nothing to re-send.
+        refresh = response.status_code < 500 and (session._modified_here or (
+            not record.browser_session and bool(app.config["SESSION_REFRESH_EACH_REQUEST"])))
         header = end_cookie(lambda: self.cookie_spec(app), self.signer(app), record,
                             incoming=session.cookie, incoming_current=session.cookie_current,
                             expiry_before=expiry_before, browser_before=browser_before,

@@ -470,7 +470,9 @@ class TableSessionMiddleware:
         record = session._sync()
         expiry_before = record.expires_at
         browser_before = record.browser_session
-        modified = record.modified  # Starlette re-sends the cookie of a modified session
+        # Starlette re-sends the cookie of a modified session; a failed request
+        # (5xx) saved nothing, so it has nothing to re-send.
+        modified = record.modified and message["status"] < 500
         header: str | None = None
         # A failed request (5xx) persists nothing, as in Django.
         if message["status"] < 500:

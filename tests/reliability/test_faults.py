@@ -180,9 +180,6 @@ async def test_a_hung_first_attempt_is_retried_within_the_deadline(
         assert after is not None and dict(after) == {"n": 3}
 
 
-@pytest.mark.xfail(strict=False, reason="the refresh merge is If-Match * on this branch; "
-                   "h14core's conditional refresh (on the held ETag) makes the late "
-                   "attempt a 412. Remove this mark once that is merged.")
 async def test_a_late_refresh_never_sets_the_expiry_back(
     make_store: MakeStore, fault_proxy: FaultProxyPair, clock: FakeClock
 ) -> None:
