@@ -205,7 +205,7 @@ def _tag_other(value: Any, segments: _Segments, depth: int) -> Any:
     raise _Unsupported(f"values of type {type(value).__name__} cannot be stored {_SUPPORTED}")
 
 
-def decode_value(fragment: bytes, segments: Iterator[bytes]) -> Any:
+def decode_value(fragment: bytes, segments: Iterator[bytes | memoryview]) -> Any:
     """Decode one value from its JSON fragment, taking bytes from ``segments`` in order.
 
     :raises ValueError: when the fragment is malformed or refers to missing bytes.
@@ -215,7 +215,7 @@ def decode_value(fragment: bytes, segments: Iterator[bytes]) -> Any:
     return json.loads(fragment, object_hook=_untagger(segments))
 
 
-def _untagger(segments: Iterator[bytes]) -> Callable[[dict[str, Any]], Any]:
+def _untagger(segments: Iterator[bytes | memoryview]) -> Callable[[dict[str, Any]], Any]:
     def hook(obj: dict[str, Any]) -> Any:
         if len(obj) != 1:
             return obj
@@ -228,7 +228,7 @@ def _untagger(segments: Iterator[bytes]) -> Callable[[dict[str, Any]], Any]:
             data = next(segments, None)
             if data is None or len(data) != payload:
                 raise ValueError("byte segment missing or of the wrong length")
-            return data
+            return data if type(data) is bytes else bytes(data)
         if tag == _DATETIME:
             return dt.datetime.fromisoformat(payload)
         if tag == _DATE:
