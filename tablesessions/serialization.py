@@ -57,13 +57,11 @@ MAX_DEPTH = 100
 
 
 class _Segments(list[bytes]):
-    """The byte segments of one value, plus what the walk noticed on the way."""
+    """The byte segments of one value; ``nonfinite`` is set (only) when the walk
+    met a NaN or an infinity (no ``__init__``: this is built once per key saved)."""
 
     __slots__ = ("nonfinite",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.nonfinite = False
+    nonfinite: bool
 
 
 def encode_value(key: str, value: Any) -> tuple[bytes, list[bytes]]:
@@ -79,7 +77,7 @@ def encode_value(key: str, value: Any) -> tuple[bytes, list[bytes]]:
         tagged = _tag(value, segments, 0)
     except _Unsupported as exc:
         raise TypeError(f"session key {exc.describe(key)}") from None
-    if _orjson_dumps is not None and not segments.nonfinite:
+    if _orjson_dumps is not None and not hasattr(segments, "nonfinite"):
         try:
             return _orjson_dumps(tagged), segments
         except TypeError:  # orjson.JSONEncodeError: an int past 64 bits, a lone surrogate
