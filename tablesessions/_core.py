@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import random
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -71,9 +73,24 @@ _GCM_DIGEST = "gcm:"
 GCM_TAG_BYTES = 16
 
 
+#: Our own generator (user code may seed the global one), reseeded from the OS in
+#: every forked child so that pre-forked workers never share a sequence.
+_token_rng = random.Random()  # noqa: S311 - uniqueness, not secrecy
+_token_bits = _token_rng.getrandbits
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_token_rng.seed)
+
+
 def new_write_token() -> str:
-    """A per-write token: a retried write that finds it already stored succeeded."""
-    return secrets.token_hex(8)
+    """A per-write token: a retried write that finds it already stored succeeded.
+
+    Unique, not secret: 64 bits from a private ``random.Random`` (seeded from the
+    OS, reseeded in every forked child). ``secrets`` would call ``os.urandom``,
+    which releases the GIL; in the async face that hands the GIL to the event
+    loop's resolver threads, and the save waits to get it back (measured ~1 ms
+    per save at 32 tasks).
+    """
+    return f"{_token_bits(64):016x}"
 
 
 class Rules:
