@@ -28,6 +28,7 @@ from azure.data.tables.aio import TableClient as AsyncTableClient
 
 import tablesessions
 import tablesessions.aio
+from tablesessions.encryption import KeyRing
 
 from .payloads import KIB, session_data
 from .scenarios import IDLE, Rig, floor_keys, plain, utcnow
@@ -87,8 +88,12 @@ def async_benchmark(rig: Rig, *, rounds: int, per_task: int) -> AsyncResult:
         floor_rows.append((pk, rk))
 
     loop = asyncio.new_event_loop()
+    # The same key ring as the sync store: the Flask flows hand it to TableSessions,
+    # which encrypts a store given without an explicit key_ring (docs/security.md).
+    ring = rig.store.config.key_ring
+    options: dict[str, Any] = {"key_ring": ring} if isinstance(ring, KeyRing) else {}
     astore = tablesessions.aio.SessionStore.from_connection_string(
-        rig.conn_str, table_name=rig.table_name, container_name=rig.container_name)
+        rig.conn_str, table_name=rig.table_name, container_name=rig.container_name, **options)
     atable = AsyncTableClient.from_connection_string(rig.conn_str, table_name=rig.table_name)
     table: TableClient = rig.table
     store: tablesessions.SessionStore = rig.store

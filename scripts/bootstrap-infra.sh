@@ -54,9 +54,9 @@ if [[ ! -x "$venv/bin/python" ]]; then
     "$python" -m venv "$venv"
 fi
 
-echo "bootstrap-infra: installing checkov==$CHECKOV_VERSION pycep-parser==$PYCEP_VERSION"
-"$venv/bin/python" -m pip install --disable-pip-version-check --quiet --upgrade pip
-"$venv/bin/python" -m pip install --disable-pip-version-check --quiet \
+echo "bootstrap-infra: installing checkov==$CHECKOV_VERSION pycep-parser==$PYCEP_VERSION (~1-2 min on a first run: a large, pinned dependency tree)"
+"$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar on --upgrade pip
+"$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar on \
     "checkov==$CHECKOV_VERSION" "pycep-parser==$PYCEP_VERSION"
 
 # Fail here, not in the tests, if the install is not usable.

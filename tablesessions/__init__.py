@@ -14,6 +14,7 @@ from .exceptions import (
     SessionConflictError,
     SessionDecodeError,
     SessionTooLargeError,
+    StorageNotFoundError,
     TableSessionsError,
 )
 from .models import Session, SweepReport
@@ -30,6 +31,7 @@ __all__ = [
     "SessionDecodeError",
     "SessionStore",
     "SessionTooLargeError",
+    "StorageNotFoundError",
     "StoreConfig",
     "SweepReport",
     "TableSessionsError",

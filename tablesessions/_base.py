@@ -3,10 +3,12 @@ and the constructor arguments' meaning."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from ._core import Rules
@@ -17,29 +19,50 @@ from .config import (
     ENV_CONNECTION_STRING,
     ENV_TABLE_ENDPOINT,
     StoreConfig,
+    TimeoutLike,
     settings_from_env,
+    timeout_setting,
 )
+from .encryption import KeyRing
 from .models import Session
-from .retry import Deadline
+from .retry import Deadline, RetryPolicy
 
 logger = logging.getLogger("tablesessions.store")
+#: The absolute timeout of a store that configures none (not a cap).
+DEFAULT_ABSOLUTE = dt.timedelta(hours=12)
 
 
 def make_config(
     table_name: str,
     container_name: str,
     app_name: str,
-    idle_timeout: dt.timedelta,
-    absolute_timeout: dt.timedelta,
+    idle_timeout: TimeoutLike,
+    absolute_timeout: TimeoutLike | None,
     options: Mapping[str, Any],
 ) -> StoreConfig:
-    """Build a StoreConfig; an unknown option raises ``TypeError`` naming it."""
+    """Build a StoreConfig; an unknown option raises ``TypeError`` naming it.
+
+    ``absolute_timeout=None`` means the 12 h default, which is no cap; an
+    explicit value is also ``max_absolute_timeout`` unless that is given.
+    """
     known = set(StoreConfig.__dataclass_fields__)
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"unknown SessionStore option(s): {', '.join(unknown)}")
+    extra = dict(options)
+    # StoreConfig parses the idle timeout (numbers, numeric strings) in __post_init__;
+    # the absolute one is parsed here, where None means "the default, not a cap".
+    absolute = timeout_setting(absolute_timeout, "absolute_timeout")
+    if absolute is None:
+        absolute = DEFAULT_ABSOLUTE
+        cap = extra.get("max_absolute_timeout")
+        if isinstance(cap, dt.timedelta):
+            absolute = min(absolute, cap)
+    else:
+        extra.setdefault("max_absolute_timeout", absolute)
+    timeouts: dict[str, Any] = {"idle_timeout": idle_timeout, "absolute_timeout": absolute}
     return StoreConfig(table_name=table_name, container_name=container_name, app_name=app_name,
-                       idle_timeout=idle_timeout, absolute_timeout=absolute_timeout, **options)
+                       **timeouts, **extra)
 
 
 def env_source(environ: Mapping[str, str] | None) -> tuple[str | None, tuple[str, str] | None,
@@ -69,6 +92,8 @@ class StoreBase:
         self.config = config
         self._rules = Rules(config)
         self.stats = StoreStats()
+        self._derived_for: tuple[Any, ...] | None = None
+        self._derive_lock = threading.Lock()
 
     @property
     def table_name(self) -> str:
@@ -89,15 +114,54 @@ class StoreBase:
         """Return whether ``session_id`` has the exact shape of an id this library makes."""
         return is_valid_session_id(session_id)
 
+    def encrypt_with_secret(self, secret: str | bytes, fallbacks: Iterable[str | bytes] = (),
+                            *, context: str = "sessions") -> bool:
+        """Encrypt at rest under keys derived from a framework secret, unless the
+        store was given a ``key_ring`` (a ring, or None for plaintext).
+
+        The Flask, Django and Starlette integrations call this with the app's
+        secret and fallback secrets: the ring is
+        :meth:`KeyRing.from_secrets(secret, fallbacks, context=context)
+        <tablesessions.encryption.KeyRing.from_secrets>`, so rows written under
+        a fallback secret still decrypt while the secret rotates. Plaintext rows
+        stay readable (and are encrypted on their next write) unless
+        ``accept_plaintext`` was given. Cheap when called again with the same
+        secrets; changed secrets re-derive. No storage call.
+
+        :returns: whether the store now encrypts under the derived ring.
+        """
+        if self.config.key_ring_given or not secret:
+            return False
+        wanted = (secret, tuple(fallbacks), context)
+        if wanted == self._derived_for:
+            return True
+        with self._derive_lock:
+            if wanted != self._derived_for:
+                ring = KeyRing.from_secrets(secret, wanted[1], context=context)
+                config = self.config
+                accept = config.accept_plaintext if config.accept_plaintext_given else True
+                derived = dataclasses.replace(config, key_ring=ring, accept_plaintext=accept)
+                # The replaced config counts its ring as given; the store still
+                # knows it was derived, so a new secret re-derives it.
+                object.__setattr__(derived, "key_ring_given", False)
+                object.__setattr__(derived, "accept_plaintext_given",
+                                   config.accept_plaintext_given)
+                self._rules = Rules(derived)
+                self.config = derived
+                self._derived_for = wanted
+        return True
+
     def _deadline(self) -> Deadline:
         return Deadline(self.config.retry.deadline)
 
     def _absorb(self, kind: Literal["read", "write"], exc: Exception) -> bool:
         return absorb(self.config.on_storage_error, self.stats, kind, exc)
 
-    def _timeouts(self, deadline: Deadline) -> dict[str, float]:
-        # Never wait on one attempt past the operation's deadline (floor: 50 ms,
-        # so a nearly spent deadline still gets one real try).
-        left = max(deadline.remaining(), 0.05)
-        return {"connection_timeout": min(self.config.connection_timeout, left),
-                "read_timeout": min(self.config.read_timeout, left)}
+    def _timeouts(self, deadline: Deadline, policy: RetryPolicy) -> dict[str, float]:
+        # Computed per attempt, from the time left then: a hung or half-open
+        # connection is abandoned after a share of it, leaving room to retry on
+        # a fresh connection (issue 14: a 5 s read timeout under a 2 s deadline
+        # turned every held answer into an error).
+        config = self.config
+        return {"connection_timeout": policy.attempt_timeout(deadline, config.connection_timeout),
+                "read_timeout": policy.attempt_timeout(deadline, config.read_timeout)}

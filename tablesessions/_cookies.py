@@ -145,6 +145,10 @@ class CookieSpec:
     httponly: bool = True
     samesite: SameSite | None = "Lax"
     partitioned: bool = False
+    #: write attribute names in lower case (``path=/; httponly``), as Starlette's
+    #: ``SessionMiddleware`` does; names are case-insensitive (RFC 6265 5.2), but
+    #: code written against Starlette's headers may match them literally
+    lowercase: bool = False
 
     def __post_init__(self) -> None:
         if not _TOKEN.fullmatch(self.name):
@@ -167,17 +171,32 @@ class CookieSpec:
             parts.append(f"SameSite={self.samesite}")
         if self.partitioned:
             parts.append("Partitioned")
+        if self.lowercase:  # names and the SameSite token only: path and domain as given
+            parts = [_lower_name(part) for part in parts]
         return "; ".join(parts)
 
-    def set_header(self, value: str, max_age: int, now: dt.datetime) -> str:
-        """A ``Set-Cookie`` value carrying ``value`` for ``max_age`` seconds from ``now``."""
+    def set_header(self, value: str, max_age: int | None, now: dt.datetime) -> str:
+        """A ``Set-Cookie`` value carrying ``value`` for ``max_age`` seconds from ``now``;
+        with ``max_age=None`` a browser-session cookie (no ``Max-Age``/``Expires``)."""
+        if max_age is None:
+            return f"{self.name}={value}; {self._attributes()}"
         expires = format_datetime(now.astimezone(dt.timezone.utc)
                                   + dt.timedelta(seconds=max_age), usegmt=True)
-        return f"{self.name}={value}; Max-Age={max_age}; Expires={expires}; {self._attributes()}"
+        # Max-Age keeps its canonical spelling in both styles, as Starlette writes it.
+        exp = "expires" if self.lowercase else "Expires"
+        return f"{self.name}={value}; Max-Age={max_age}; {exp}={expires}; {self._attributes()}"
 
     def delete_header(self) -> str:
         """A ``Set-Cookie`` value that makes the browser drop the cookie."""
-        return f"{self.name}=; Max-Age=0; Expires={_EPOCH}; {self._attributes()}"
+        exp = "expires" if self.lowercase else "Expires"
+        return f"{self.name}=; Max-Age=0; {exp}={_EPOCH}; {self._attributes()}"
+
+
+def _lower_name(part: str) -> str:
+    name, eq, value = part.partition("=")
+    if name == "SameSite":
+        value = value.lower()
+    return f"{name.lower()}{eq}{value}"
 
 
 # -- the end of a request ---------------------------------------------------------------
@@ -200,32 +219,47 @@ def end_action(session: Session) -> EndAction:
 
 def end_cookie(spec: Callable[[], CookieSpec], signer: CookieSigner, session: Session, *,
                incoming: str | None, expiry_before: dt.datetime, now: dt.datetime,
-               incoming_current: bool = False) -> str | None:
+               incoming_current: bool = False, browser_before: bool | None = None,
+               refresh: bool = False) -> str | None:
     """Return the ``Set-Cookie`` value the response needs after the end action, or None.
 
-    Set only when needed: a new or regenerated id, an expiry the save moved
-    (``Max-Age`` follows the store's sliding expiry), or a cookie signed with an
-    old secret. Cleared when the browser sent a cookie but no live session remains.
+    Set when needed: a new or regenerated id, an expiry the save moved
+    (``Max-Age`` follows the session's expiry), a switch between a persistent
+    and a browser-session cookie, a cookie signed with an old secret, or
+    ``refresh``. Cleared when the request carried a verified cookie but no live
+    session remains. A browser-session cookie (``session.browser_session``)
+    has no ``Max-Age``: a moved expiry does not re-send it.
 
     :param spec: returns the cookie's attributes; called only when a header is
         due (most requests need none, and reading the framework's settings for
         it costs more than the rest of this function).
-    :param incoming: the raw cookie value the request carried, if any.
+    :param incoming: the request's cookie value when it verified, else None. A
+        cookie that did not verify (forged, or signed with a secret not
+        configured yet) is left alone, as Flask and Starlette do: fixing a
+        mis-rotated secret brings its sessions back.
     :param expiry_before: ``session.expires_at`` before the end action ran.
     :param incoming_current: ``incoming`` verified with the current secret
         (:meth:`CookieSigner.verify`), so it is exactly what ``sign`` would make
         for the id it carries.
+    :param browser_before: ``session.browser_session`` before the request changed it.
+    :param refresh: send the cookie even when nothing about it changed: Flask
+        and Starlette re-send it whenever the session was modified, and Flask
+        on every request with ``SESSION_REFRESH_EACH_REQUEST`` (permanent
+        sessions only).
     """
     if session.is_deleted or session.is_new or len(session) == 0:
         return spec().delete_header() if incoming is not None else None
-    unchanged = session.expires_at == expiry_before
+    browser = bool(getattr(session, "browser_session", False))
+    unchanged = (browser or session.expires_at == expiry_before) and not refresh
+    if browser_before is not None and browser_before != browser:
+        unchanged = False
     if unchanged and incoming_current and incoming is not None \
             and incoming.partition(".")[0] == session.id:
         return None  # the browser holds this very cookie: no need to sign again
     value = signer.sign(session.id)
     if value == incoming and unchanged:
         return None
-    return spec().set_header(value, max_age_for(session, now), now)
+    return spec().set_header(value, None if browser else max_age_for(session, now), now)
 
 
 def max_age_for(session: Session, now: dt.datetime) -> int:
@@ -244,6 +278,43 @@ PREFIX = "TABLESESSIONS_"
 _CONNECTION = (ENV_CONNECTION_STRING, ENV_TABLE_ENDPOINT, ENV_BLOB_ENDPOINT)
 
 
+_TIMEOUTS = (ENV_IDLE_TIMEOUT, ENV_ABSOLUTE_TIMEOUT)
+
+
+def check_store_settings(settings: Mapping[str, Any]) -> None:
+    """Check prefixed store settings without any I/O: known names, right types.
+
+    :raises ValueError: for an unknown ``TABLESESSIONS_*`` setting (a typo would
+        otherwise be ignored silently) or a bad timeout, naming the setting.
+    :raises TypeError: for a setting of the wrong type, naming it.
+    """
+    for key, value in settings.items():
+        if key == OPTIONS_SETTING:
+            if value is not None and not isinstance(value, Mapping):
+                raise TypeError(f"setting {key} must be a dict of StoreConfig options, "
+                                f"not {type(value).__name__}")
+        elif key in _TIMEOUTS:
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, str, dt.timedelta)):
+                raise TypeError(f"setting {key} must be a number of seconds or a timedelta, "
+                                f"not {type(value).__name__}")
+            seconds = value.total_seconds() if isinstance(value, dt.timedelta) else value
+            try:
+                seconds = float(seconds)
+            except ValueError:
+                raise ValueError(f"setting {key} must be a number of seconds, "
+                                 f"not {value!r}") from None
+            if not seconds > 0:
+                raise ValueError(f"setting {key} must be positive, not {value!r}")
+        elif key in SETTING_NAMES:
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"setting {key} must be a str, not {type(value).__name__}")
+        else:
+            raise ValueError(f"unknown tablesessions setting {key!r}; known: "
+                             f"{', '.join((*SETTING_NAMES, OPTIONS_SETTING))}")
+
+
 def store_from_settings(factory: Any, settings: Mapping[str, Any],
                         environ: Mapping[str, str] | None = None) -> Any:
     """Build a store with ``factory.from_env`` from prefixed framework settings.
@@ -253,8 +324,10 @@ def store_from_settings(factory: Any, settings: Mapping[str, Any],
     Timeouts may be numbers of seconds or ``timedelta``.
 
     :raises ValueError: for an unknown ``TABLESESSIONS_*`` setting (a typo would
-        otherwise be ignored silently), or when no connection is configured.
+        otherwise be ignored silently), a bad value, or when no connection is
+        configured. :raises TypeError: for a setting of the wrong type.
     """
+    check_store_settings(settings)
     env = os.environ if environ is None else environ
     # How to connect comes wholly from the settings when they say anything about
     # it: endpoints there must not lose to a connection string in the environment.

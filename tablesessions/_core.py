@@ -34,12 +34,15 @@ from .exceptions import (
     SessionTamperedError,
     SessionTooLargeError,
 )
-from .models import PENDING, BlobPointer, Session, _Stored
+from .models import PENDING, UNSET, BlobPointer, Session, _Stored
 
 # Entity columns (see docs/data-format.md).
 COL_EXPIRES = "ExpiresAt"
 COL_ABSOLUTE = "AbsoluteExpiresAt"
 COL_CREATED = "CreatedAt"
+#: Per-session expiry (``Session.set_expiry``); absent: the store's defaults.
+COL_IDLE = "IdleSeconds"
+COL_BROWSER = "BrowserSession"
 COL_VERSION = "FormatVersion"
 COL_CODEC = "Codec"
 COL_SIZE = "Size"
@@ -132,28 +135,79 @@ class Rules:
             return False
         return now < expires and now < absolute and not entity.get(COL_DELETED)
 
+    @staticmethod
+    def holds_live(session: Session, now: dt.datetime) -> bool:
+        """Whether the copy ``session`` holds is still live by its own deadlines.
+
+        The write rule (docs/concurrency.md, "No resurrection"): a session row is
+        only ever written conditionally on an ETag of a copy the store read (or
+        wrote) *live*, and only while that copy has not expired. A tombstone,
+        a deleted row or an expired row never carries such an ETag, so no write
+        can turn it back into a live session. When this is False the operation
+        re-reads the row before writing, and a re-read that finds no live row
+        forgets the session.
+        """
+        stored = session._stored
+        return (stored is not None and now < stored.expires_at
+                and now < session.absolute_expires_at)
+
     def tombstone(self, pk: str, rk: str) -> dict[str, Any]:
         """What a deleted session's row becomes until the sweeper removes it."""
         until = self.now() + TOMBSTONE_TTL
         return {"PartitionKey": pk, "RowKey": rk, COL_DELETED: True, COL_EXPIRES: until,
                 COL_ABSOLUTE: until}
 
+    def idle_of(self, session: Session) -> dt.timedelta:
+        """The session's own idle timeout, else the store's."""
+        return session.idle_timeout or self.config.idle_timeout
+
+    def within_cap(self, entity: Mapping[str, Any], now: dt.datetime) -> bool:
+        """An explicitly configured absolute timeout also bounds rows written
+        before it was set (or under a larger one): no session outlives it."""
+        cap, created = self.config.max_absolute_timeout, entity.get(COL_CREATED)
+        return cap is None or not isinstance(created, dt.datetime) or now < created + cap
+
+    def resolve_expiry(self, session: Session, now: dt.datetime) -> None:
+        """Turn a pending ``set_expiry(absolute=...)`` into the session's deadline,
+        never past the configured cap."""
+        request = session._absolute_request
+        if request is UNSET:
+            return
+        if request is None:
+            deadline = session.created_at + self.config.absolute_timeout
+        elif isinstance(request, dt.timedelta):
+            deadline = now + request
+        else:
+            deadline = request.astimezone(dt.timezone.utc)
+        cap = self.config.max_absolute_timeout
+        if cap is not None:
+            deadline = min(deadline, session.created_at + cap)
+        session.absolute_expires_at = deadline
+        session._absolute_request = UNSET
+
     def next_expiry(self, session: Session, now: dt.datetime) -> dt.datetime:
-        return min(now + self.config.idle_timeout, session.absolute_expires_at)
+        """The ``ExpiresAt`` a write at ``now`` stores (resolving a pending
+        ``set_expiry`` first): the earlier of the idle and absolute deadlines."""
+        self.resolve_expiry(session, now)
+        return min(now + self.idle_of(session), session.absolute_expires_at)
 
     def due_for_refresh(self, session: Session, now: dt.datetime) -> bool:
-        """Refresh only once less than ``refresh_threshold`` of the idle time remains,
-        so most read-only requests write nothing."""
+        """Refresh only once less than ``refresh_threshold`` of the (session's own)
+        idle time remains, so most read-only requests write nothing."""
         if session._stored is None:
             return False
         remaining = session._stored.expires_at - now
         gain = self.next_expiry(session, now) - session._stored.expires_at
-        threshold = self.config.idle_timeout * self.config.refresh_threshold
+        threshold = self.idle_of(session) * (1.0 if session._renew
+                                             else self.config.refresh_threshold)
         return remaining < threshold and gain > dt.timedelta(seconds=1)
 
-    def refresh_entity(self, pk: str, rk: str, expires: dt.datetime) -> dict[str, Any]:
-        # A merge of the expiry column only: the data is not rewritten.
-        return {"PartitionKey": pk, "RowKey": rk, COL_EXPIRES: expires}
+    def refresh_entity(self, pk: str, rk: str, expires: dt.datetime,
+                       token: str) -> dict[str, Any]:
+        # A merge of the expiry column (and a write token, so that a retried
+        # refresh that meets its own first attempt as 412 knows it landed): the
+        # data is not rewritten.
+        return {"PartitionKey": pk, "RowKey": rk, COL_EXPIRES: expires, COL_TOKEN: token}
 
     # -- encoding ------------------------------------------------------------
     def encode_all(self, session: Session) -> dict[str, EncodedKey]:
@@ -234,8 +288,20 @@ class Rules:
             COL_CODEC: codec,
             COL_TOKEN: token,
         }
+        entity.update(self.expiry_columns(session))
         entity.update(self.payload_columns(stored, pointer))
         return entity
+
+    @staticmethod
+    def expiry_columns(session: Session) -> dict[str, Any]:
+        """The per-session expiry columns, written only when set (a replace drops
+        them again when ``set_expiry`` resets them to the store's defaults)."""
+        columns: dict[str, Any] = {}
+        if session.idle_timeout is not None:
+            columns[COL_IDLE] = int(session.idle_timeout.total_seconds())
+        if session.browser_session:
+            columns[COL_BROWSER] = True
+        return columns
 
     @staticmethod
     def payload_columns(stored: bytes, pointer: BlobPointer | None) -> dict[str, Any]:
@@ -334,9 +400,14 @@ class Rules:
         expires = entity[COL_EXPIRES]
         stored = _Stored(etag=etag, entries=dict(entries), pointer=self.pointer_of(entity),
                          expires_at=expires)
+        idle = entity.get(COL_IDLE)
+        # Rows written before these columns existed read as the store's defaults.
+        own_idle = (dt.timedelta(seconds=int(idle))
+                    if isinstance(idle, int) and not isinstance(idle, bool) and idle > 0 else None)
         return Session(session_id, data, created_at=entity[COL_CREATED], expires_at=expires,
                        absolute_expires_at=entity[COL_ABSOLUTE], stored=stored,
-                       columns=preserved_columns(entity))
+                       columns=preserved_columns(entity), idle_timeout=own_idle,
+                       browser_session=entity.get(COL_BROWSER) is True)
 
     # -- after a write -----------------------------------------------------------
     @staticmethod

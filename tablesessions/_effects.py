@@ -147,6 +147,13 @@ class Sleep:
 
 
 @dataclass(frozen=True, slots=True)
+class TimeLeft:
+    """Ask how long the operation may still run. Result: seconds left in its
+    shared deadline (may be negative), or None when its calls have no shared
+    deadline (background work, lock polling). Not a storage call."""
+
+
+@dataclass(frozen=True, slots=True)
 class Parallel:
     """Run sub-operations concurrently, at most ``limit`` at once (threads in the
     sync face, tasks in the async one). Result: their results in order; an
@@ -158,7 +165,7 @@ class Parallel:
 
 Effect = (ReadEntity | InsertEntity | UpdateEntity | DeleteEntity | QueryPage | DeleteBatch
           | PutBlob | ReadBlob | DeleteBlob | ListBlobs | LeaseBlob | CreateStorage | Sleep
-          | Parallel)
+          | TimeLeft | Parallel)
 
 #: A core operation: yields effects, receives their results, returns a T.
 Op = Generator[Effect, Any, T]

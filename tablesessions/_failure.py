@@ -1,4 +1,4 @@
-"""The ``on_storage_error`` policy, shared by both faces."""
+"""The ``on_storage_error`` policy and the missing-storage rule, shared by both faces."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, HttpResponseError
 
-from .config import OnStorageError
+from ._storage_errors import missing_storage
+from .config import OnStorageError, StoreConfig
+from .exceptions import StorageNotFoundError
 
 logger = logging.getLogger("tablesessions.store")
 
@@ -38,9 +40,26 @@ def absorb(policy: OnStorageError, stats: StoreStats, kind: Literal["read", "wri
     Only Azure storage errors qualify: a ``TypeError`` for an unsupported value
     or a ``SessionTooLargeError`` is the caller's bug and always propagates.
     """
-    if policy != "empty" or not isinstance(exc, AzureError):
+    if policy != "empty" or not isinstance(exc, (AzureError, StorageNotFoundError)):
         return False
     stats._count(kind)
     logger.error("session %s failed and was %s (on_storage_error='empty'): %s", kind,
                  "treated as no session" if kind == "read" else "dropped", type(exc).__name__)
     return True
+
+
+def storage_not_found(exc: BaseException, config: StoreConfig) -> StorageNotFoundError | None:
+    """The :class:`StorageNotFoundError` that ``exc`` means, or None when it means
+    something else (including a missing entity or blob, which stays a 404).
+
+    Which error codes mean "the table or container is missing" is
+    ``_storage_errors``' rule, shared with the CLI and the sweeper; this only
+    builds the error a store caller sees."""
+    if not isinstance(exc, HttpResponseError) or exc.status_code != 404:
+        return None
+    code = missing_storage(exc)
+    if code is None:
+        return None
+    if code == "TableNotFound":
+        return StorageNotFoundError("table", config.table_name)
+    return StorageNotFoundError("container", config.container_name)

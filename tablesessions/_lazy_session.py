@@ -1,8 +1,10 @@
-"""The lazily loaded session mapping shared by the Flask and Starlette integrations.
+"""The cookie-to-session rule of the Flask and Starlette integrations, and the
+lazily loaded session mapping of Flask's.
 
-Only what both frameworks do identically lives here. How the session gets
-loaded does not: Flask loads synchronously on first use, while Starlette must
-not block the event loop, so each framework supplies its own ``current``.
+``verify_cookie`` is shared. Starlette's ``request.session`` is a ``dict``
+subclass of its own (``tablesessions.starlette.TableSession``): Starlette code
+serialises it as JSON, which only a real dict allows. Flask's session is the
+``MutableMapping`` below, loaded synchronously on first use.
 """
 
 from __future__ import annotations
@@ -19,6 +21,17 @@ StoreT = TypeVar("StoreT")
 LazyT = TypeVar("LazyT", bound="LazySession[Any]")
 
 
+def verify_cookie(signer: CookieSigner, cookie: str | None) -> tuple[str | None, str | None, bool]:
+    """The cookie-to-session rule of both integrations: (session id, the cookie
+    when it verified, signed with the current secret?). A forged or garbage
+    cookie gives (None, None, False): a fresh session, and a response that
+    leaves the browser's cookie alone (as Flask's and Starlette's own do)."""
+    verified = signer.verify(cookie) if cookie else None
+    if verified is None:
+        return None, None, False
+    return verified[0], cookie, verified[1]
+
+
 class LazySession(MutableMapping[str, Any], Generic[StoreT]):
     """A ``MutableMapping`` over a :class:`tablesessions.Session` loaded on demand."""
 
@@ -26,7 +39,7 @@ class LazySession(MutableMapping[str, Any], Generic[StoreT]):
                  *, cookie_current: bool = False) -> None:
         self._store = store
         self._session_id = session_id
-        #: the raw cookie value the request carried (None without one)
+        #: the raw cookie value the request carried, when it verified (else None)
         self.cookie = cookie
         #: whether ``cookie`` is signed with the current secret (then the
         #: response need not sign it again to know it is still right)
@@ -38,10 +51,8 @@ class LazySession(MutableMapping[str, Any], Generic[StoreT]):
                     signer: CookieSigner) -> LazyT:
         """The request's session for its raw cookie value. No I/O: a forged or
         garbage cookie is just a fresh session."""
-        verified = signer.verify(cookie) if cookie else None
-        if verified is None:
-            return cls(store, None, cookie)
-        return cls(store, verified[0], cookie, cookie_current=verified[1])
+        session_id, verified, current = verify_cookie(signer, cookie)
+        return cls(store, session_id, verified, cookie_current=current)
 
     @property
     def loaded(self) -> bool:

@@ -12,15 +12,17 @@ import datetime as dt
 import random
 import secrets
 import time
+from typing import Any
 
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
+from ._contention import Rounds
 from ._core import COL_EXPIRES, COL_LOCK_EXPIRES, COL_LOCK_ID, COL_LOCKED_AT, LOCK_COLUMNS, Rules
 from ._effects import Op, ReadEntity, Sleep, UpdateEntity
 from ._ids import is_valid_session_id
-from ._ops import _forget, _load_entries, _update
+from ._ops import _forget, _load_entries, _read_live, _update
 from ._users import is_revoked
-from .exceptions import LockTimeoutError, SessionConflictError
+from .exceptions import LockTimeoutError
 from .models import Session
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -101,20 +103,33 @@ def release(rules: Rules, session: Session, *, save: bool) -> Op[None]:
         yield from _update(rules, session, entries, changed, require_lock=lock_id)
         return
     now = rules.now()
-    clear = {"PartitionKey": pk, "RowKey": rk, COL_LOCK_ID: "", COL_LOCK_EXPIRES: _EPOCH}
+    clear: dict[str, Any] = {"PartitionKey": pk, "RowKey": rk, COL_LOCK_ID: "",
+                             COL_LOCK_EXPIRES: _EPOCH}
     if rules.due_for_refresh(session, now):
         clear[COL_EXPIRES] = rules.next_expiry(session, now)
-    etag = stored.etag
-    for _ in range(rules.config.max_merge_attempts):
+    # The write rule (_ops): conditional on a live ETag, and the new ETag is
+    # kept only when the write was made on the copy this session holds.
+    held = stored.etag
+    etag: str | None = held if rules.holds_live(session, now) else None
+    rounds = Rounds(rules, "releasing the lock")
+    while True:
+        if etag is None:
+            fresh = yield from _read_live(rules, session, "deleted or expired while locked",
+                                          (COL_LOCK_ID,))
+            if fresh is None or fresh.entity.get(COL_LOCK_ID) != lock_id:
+                return  # gone, or not ours any more: nothing of ours to release
+            etag = fresh.etag  # a plain save touched the row; the lock is still ours
         try:
-            stored.etag = yield UpdateEntity(clear, etag, replace=False)
-            return
+            new_etag = yield UpdateEntity(clear, etag, replace=False)
         except ResourceNotFoundError:
             _forget(session, "deleted while locked")
             return
         except ResourceModifiedError:
-            fresh = yield ReadEntity(pk, rk, (COL_LOCK_ID,))
-            if fresh is None or fresh.entity.get(COL_LOCK_ID) != lock_id:
-                return  # not ours any more: nothing of ours to release
-            etag = fresh.etag  # a plain save touched the row; the lock is still ours
-    raise SessionConflictError("could not release the lock: the row kept changing")
+            etag = None
+            yield from rounds.next()
+            continue
+        if etag == held:
+            stored.etag = new_etag
+            if COL_EXPIRES in clear:
+                stored.expires_at = session.expires_at = clear[COL_EXPIRES]
+        return

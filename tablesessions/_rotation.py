@@ -106,8 +106,8 @@ def _partition(rules: Rules, pk: str, primary: str, stop_at: float | None
 
 def _reseal_row(rules: Rules, pk: str, rk: str) -> Op[bool]:
     row: Row | None = yield ReadEntity(pk, rk)
-    if row is None:
-        return False
+    if row is None or not rules.is_live(row.entity, rules.now()):
+        return False  # gone, a tombstone or expired: the sweeper's, never rewritten
     old_pointer = rules.pointer_of(row.entity)
     if old_pointer is None:
         stored = rules.inline_bytes(row.entity)
@@ -125,6 +125,7 @@ def _reseal_row(rules: Rules, pk: str, rk: str) -> Op[bool]:
     entity.update(rules.payload_columns(sealed, pointer), Codec=codec)
     entity[COL_TOKEN] = new_write_token()
     try:
+        # Conditional on the ETag of the live copy just read (the write rule in _ops).
         yield UpdateEntity(entity, row.etag, replace=True)
     except (ResourceModifiedError, ResourceNotFoundError):
         if pointer is not None:

@@ -50,6 +50,7 @@ from ._effects import (
 )
 from ._ids import log_id, partition_key_for
 from ._limits import MAX_BATCH_OPERATIONS, MAX_QUERY_PAGE
+from ._storage_errors import missing_storage
 from ._sweep_checkpoint import Work, read_checkpoint, save_checkpoint
 from ._users import sweep_index
 from .models import SweepReport
@@ -128,7 +129,13 @@ class _Run:
             r.skipped += skipped
 
     def fail(self, where: str, exc: BaseException) -> None:
-        """Count an error and keep going: one bad partition never aborts the run."""
+        """Count an error and keep going: one bad partition never aborts the run.
+
+        A missing table or container does: every partition would fail alike
+        (issue 17), so it propagates once instead of being counted per partition.
+        """
+        if missing_storage(exc):
+            raise exc
         text = str(exc).strip()
         message = f"{where}: {type(exc).__name__}"
         if text:
@@ -232,6 +239,10 @@ def _sweep_work(run: _Run, work: Work) -> Op[None]:
         subs = tuple(_sweep_partition(run, f"{run.app}-{s}", first=i == 0)
                      for i, s in enumerate(pending))
         results = yield Parallel(subs, min(run.parallel, len(subs)))
+        if all(isinstance(result, BaseException) for result in results):
+            # Not one partition reached: storage failed as a whole (down, refused
+            # the credential), which a caller must see as an error (issue 17).
+            raise results[0]
         left = []
         for suffix, result in zip(pending, results, strict=True):
             if isinstance(result, BaseException):

@@ -19,9 +19,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from azure.core.exceptions import AzureError, HttpResponseError
-
 from . import SessionStore, TableSessionsError, __version__, is_valid_session_id
+from ._cli_failures import Target, Waiting, describe
 from .config import (
     ENV_APP_NAME,
     ENV_BLOB_ENDPOINT,
@@ -32,6 +31,7 @@ from .config import (
     ENV_TABLE_ENDPOINT,
     ENV_TABLE_NAME,
 )
+from .retry import RetryPolicy
 
 #: The sweep finished everything and every command did what it was asked.
 EXIT_OK = 0
@@ -47,6 +47,8 @@ EXIT_LOCKED = 3
 EXIT_STORAGE = 4
 #: Interrupted (Ctrl-C); a sweeper's lease lapses within 60 s.
 EXIT_INTERRUPTED = 130
+#: Seconds each storage call may take, retries included, unless ``--timeout`` says.
+DEFAULT_TIMEOUT = 10.0
 
 _EXIT_CODES = f"""exit codes:
   {EXIT_OK}    success (a sweep that finished all its work)
@@ -82,6 +84,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _timeout(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the timeout must be more than 0 seconds")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -111,6 +120,10 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"app whose sessions to act on (default: default) [{ENV_APP_NAME}]")
     g.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                    help="print one JSON object on stdout")
+    g.add_argument("--timeout", type=_timeout, default=argparse.SUPPRESS, metavar="SECONDS",
+                   help=f"give up on a storage call after this long, retries included "
+                        f"(default: {DEFAULT_TIMEOUT:g}); a wait over 1 s says what it "
+                        "waits for on stderr")
 
     parser = argparse.ArgumentParser(
         prog="tablesessions", parents=[common], epilog=_EXIT_CODES,
@@ -402,18 +415,56 @@ _COMMANDS: dict[str, Callable[[SessionStore, argparse.Namespace, _Output], int]]
 }
 
 
-def _storage_message(exc: AzureError) -> str:
-    """One line, no traceback: the error class, status and code, and the first line."""
-    detail = type(exc).__name__
-    if isinstance(exc, HttpResponseError):
-        if exc.status_code:
-            detail += f" {exc.status_code}"
-        headers = getattr(exc.response, "headers", None) or {}
-        code = getattr(exc, "error_code", None) or headers.get("x-ms-error-code")
-        if code:
-            detail += f" {getattr(code, 'value', code)}"
-    first = (str(exc.message or exc).strip().splitlines() or [""])[0][:300]
-    return f"storage error ({detail}): {first}"
+#: The settings a configuration error may name, and the flag and variable to fix it with.
+_SETTING_FLAGS = (
+    ("table_name", "--table-name", ENV_TABLE_NAME),
+    ("container_name", "--container-name", ENV_CONTAINER_NAME),
+    ("app_name", "--app-name", ENV_APP_NAME),
+)
+#: What each command is waiting for, for the notice after a second without an answer.
+_WAITING_FOR = {
+    "init": "create the table and the container", "stats": "list the sessions",
+    "inspect": "read the session", "revoke": "revoke the user's sessions",
+    "sessions": "list the user's sessions", "sweep": "sweep expired sessions",
+    "rotate-keys": "re-encrypt sessions",
+}
+
+
+def _config_message(exc: Exception) -> str:
+    """Name the flag and variable behind a bad setting; connection hints only when the
+    connection is what is missing."""
+    text = str(exc)
+    for setting, flag, env in _SETTING_FLAGS:
+        if text.startswith(setting + " "):
+            return f"configuration error: {flag} / {env}: {text[len(setting) + 1:]}"
+    if ENV_CONNECTION_STRING in text:
+        return (f"configuration error: {text} (flags: --connection-string, or "
+                "--table-endpoint and --blob-endpoint)")
+    return f"configuration error: {text}"
+
+
+def _policy(timeout: float) -> RetryPolicy:
+    """The retry policy of every storage call the command makes: three quick attempts
+    (a blip is retried, a refused connection fails in well under a second), with
+    ``timeout`` as each call's deadline. Not the library's 60 s background policy:
+    someone is waiting at a terminal, and a cron job can pass ``--timeout 60``."""
+    return RetryPolicy(max_attempts=3, initial_backoff=0.1, max_backoff=1.0, deadline=timeout)
+
+
+@contextmanager
+def _quiet_library_logs() -> Iterator[None]:
+    """The command reports every failure itself: without this, Python's last-resort
+    handler would print the library's WARNINGs too, so each error would show twice."""
+    logger = logging.getLogger("tablesessions")
+    if logging.getLogger().handlers or logger.handlers:
+        yield  # the caller configured logging: leave it alone
+        return
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,19 +475,28 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     out = _Output(bool(getattr(args, "json", False)), sys.stdout, sys.stderr)
+    timeout: float = getattr(args, "timeout", None) or DEFAULT_TIMEOUT
+    env = _environ(args, os.environ)
+    waiting = Waiting(_WAITING_FOR.get(args.command, "answer"), timeout, stream=out.stderr)
+    policy = _policy(timeout)
     try:
-        store = SessionStore.from_env(_environ(args, os.environ))
+        store = SessionStore.from_env(env, retry=policy, background_retry=policy,
+                                      client_options={"raw_response_hook": waiting.on_response})
     except (ValueError, TypeError) as exc:
-        return out.fail(EXIT_USAGE, f"configuration error: {exc} (flags: --connection-string, "
-                                    "or --table-endpoint and --blob-endpoint)")
+        return out.fail(EXIT_USAGE, _config_message(exc))
+    target = waiting.target = Target.from_env(env, store.table_name, store.container_name)
+    started = time.monotonic()
     try:
-        with store:
+        with store, waiting, _quiet_library_logs():
             return _COMMANDS[args.command](store, args, out)
     except _UsageError as exc:
         return out.fail(EXIT_USAGE, str(exc))
-    except AzureError as exc:
-        return out.fail(EXIT_STORAGE, _storage_message(exc))
-    except TableSessionsError as exc:
-        return out.fail(EXIT_INCOMPLETE, f"error: {exc}")
     except KeyboardInterrupt:
         return out.fail(EXIT_INTERRUPTED, "interrupted")
+    except Exception as exc:
+        message = describe(exc, target, time.monotonic() - started)
+        if message is not None:
+            return out.fail(EXIT_STORAGE, message)
+        if isinstance(exc, TableSessionsError):
+            return out.fail(EXIT_INCOMPLETE, f"error: {exc}")
+        raise

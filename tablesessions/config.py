@@ -7,10 +7,11 @@ through this module, so one name means one thing everywhere.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from ._limits import MAX_INLINE_BYTES, check_key
 from ._payload import DEFAULT_COMPRESS_THRESHOLD
@@ -39,6 +40,56 @@ _CONTAINER_RE = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 _APP_RE = re.compile(r"[A-Za-z0-9_.]{1,64}")
 
 
+class _Unset:
+    """The default of an option whose "not given" differs from every value."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: ``key_ring`` and ``accept_plaintext`` when not given. The store reads an unset
+#: ``key_ring`` as None (plaintext) and ``accept_plaintext`` as False; a framework
+#: integration may then derive a ring from the framework's secret
+#: (``store.encrypt_with_secret``). An explicit ``key_ring=None`` opts out.
+UNSET: Final[Any] = _Unset()
+#: What a timeout setting accepts: a timedelta, seconds as a number, or a numeric string.
+TimeoutLike = dt.timedelta | int | float | str
+
+
+def timeout_setting(value: object, setting: str) -> dt.timedelta | None:
+    """Return ``value`` as a ``timedelta``, or None for None (the caller's default).
+
+    Accepts a ``datetime.timedelta``, seconds as an ``int`` or ``float``, and a
+    string holding a number of seconds (``"1200"``, ``"1.5"``), as environment
+    variables and settings files give them. The single parser of every timeout
+    setting: constructors, ``StoreConfig``, the environment and the integrations.
+
+    :param setting: the name the user wrote (``"idle_timeout"``, an environment
+        variable, a framework setting key), used in the error.
+    :raises TypeError: for any other type (``bool`` included), naming ``setting``.
+    :raises ValueError: for a string that is not a number, NaN, infinity, or a
+        value that is not positive, naming ``setting``.
+    """
+    if value is None or isinstance(value, dt.timedelta):
+        seconds = None if value is None else value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"{setting}: expected a datetime.timedelta or a number of seconds, "
+                        f"got {type(value).__name__} {value!r}")
+    elif isinstance(value, str):
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            raise ValueError(f"{setting}: expected a number of seconds (such as 1200), "
+                             f"got {value!r}") from None
+    else:
+        seconds = float(value)
+    if seconds is None:
+        return None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{setting}: must be a positive, finite duration, got {value!r}")
+    return value if isinstance(value, dt.timedelta) else dt.timedelta(seconds=seconds)
+
+
 def utc_now() -> dt.datetime:
     """The default clock: timezone-aware UTC (the SDK reads naive times as local)."""
     return dt.datetime.now(dt.timezone.utc)
@@ -52,8 +103,17 @@ class StoreConfig:
     :param table_name: the Table holding one entity per session.
     :param container_name: the Blob container for payloads over ``inline_budget``.
     :param app_name: isolates apps sharing one table; part of every key and blob name.
-    :param idle_timeout: sliding expiry: a session unused this long is gone.
-    :param absolute_timeout: hard expiry from creation, whatever the activity.
+    :param idle_timeout: sliding expiry: a session unused this long is gone. Like
+        every timeout: a ``timedelta``, seconds as a number, or a numeric string
+        (see :func:`timeout_setting`); never longer than ``absolute_timeout``.
+    :param absolute_timeout: hard expiry from creation, whatever the activity: the
+        deadline of sessions that set none of their own (``Session.set_expiry``).
+    :param max_absolute_timeout: the most any session may live from its
+        creation, its own deadline included (checked on every read too); None:
+        no cap. The constructors set it to ``absolute_timeout`` when that is
+        passed explicitly (argument or environment variable), so a configured
+        absolute timeout is a server-side cap no session exceeds; the 12 h
+        default is not.
     :param refresh_threshold: a read-only request refreshes the idle expiry only
         when less than this fraction of ``idle_timeout`` remains (0.5: at most one
         refresh write per half idle period).
@@ -62,27 +122,41 @@ class StoreConfig:
     :param max_session_bytes: the largest encoded session accepted, inline or blob.
     :param compress_threshold: a key's JSON from this size is zlib-compressed when it pays.
     :param compression_level: zlib level; 1 favours latency over ratio.
-    :param concurrency: ``"merge"`` re-applies this request's changed keys on an
-        ETag conflict; ``"strict"`` raises ``SessionConflictError``; ``"overwrite"``
-        is plain last-writer-wins (no ETag check).
+    :param concurrency: what a save does when another request changed the session
+        since it was read (every save is conditional on the ETag, in every mode):
+        ``"merge"`` re-applies this request's changed keys onto the fresh copy;
+        ``"strict"`` raises ``SessionConflictError``; ``"overwrite"`` replaces
+        the whole session with this request's copy (last writer wins, no merge).
+        Merge and overwrite rounds back off with jitter within the operation's
+        deadline; no mode recreates a deleted or expired session.
     :param key_conflict: with ``"merge"``, what to do when both writers changed one key.
-    :param max_merge_attempts: bounded re-read/re-apply rounds before giving up.
+    :param max_merge_attempts: a safety cap on the write attempts of one save
+        under contention; the operation's deadline (``retry.deadline``) normally
+        ends the loop first.
     :param retry: the retry policy of request-path operations.
     :param background_retry: the retry policy of the sweeper and maintenance calls.
     :param on_storage_error: ``"raise"`` (default) or ``"empty"``: a failed read
         yields no session and a failed write is logged and dropped (counted in
         ``store.stats``).
     :param connection_timeout: seconds to establish a connection (per attempt).
-    :param read_timeout: seconds to wait for a response (per attempt, and never
-        past the operation's deadline).
+    :param read_timeout: seconds to wait for a response (per attempt). Both are
+        caps: each attempt also waits at most the retry policy's
+        ``attempt_share`` (0.5) of the time left in the operation's deadline, so
+        on the request path a first attempt waits at most 1 s of the 2 s, and a
+        hung or half-open connection leaves time for a retry on a fresh one.
     :param transfer_rate: bytes/s assumed for blob transfers; the deadline of an
         operation moving N blob bytes grows by N / transfer_rate.
     :param key_ring: encrypt payloads at rest (AES-256-GCM) with this
         :class:`~tablesessions.encryption.KeyRing`; None stores them in the clear.
-    :param accept_plaintext: with a key ring, still read unencrypted payloads.
-        Only for the migration window after turning encryption on (run
-        ``tablesessions rotate-keys``, then set it back to False): otherwise
-        someone who can write the table could plant a plaintext session.
+        Not given: the store itself writes plaintext, and the Flask, Django and
+        Starlette integrations encrypt under a ring derived from the framework's
+        secret (``store.encrypt_with_secret``). Give a ring, or None, to choose.
+    :param accept_plaintext: with a key ring, still read unencrypted payloads
+        (they are encrypted on their next write). Not given: False with an
+        explicit ring, True with a ring derived from a framework secret, so
+        that turning encryption on logs nobody out. Set it False once every
+        row is encrypted (``tablesessions rotate-keys``): otherwise someone who
+        can write the table could plant a plaintext session.
     :param clock: returns the current time as aware UTC; injectable for tests.
     :param client_options: extra keyword arguments for every Azure SDK client the
         store builds (e.g. ``transport=`` or ``raw_request_hook=``).
@@ -93,6 +167,7 @@ class StoreConfig:
     app_name: str = "default"
     idle_timeout: dt.timedelta = dt.timedelta(minutes=20)
     absolute_timeout: dt.timedelta = dt.timedelta(hours=12)
+    max_absolute_timeout: dt.timedelta | None = None
     refresh_threshold: float = 0.5
     inline_budget: int = MAX_INLINE_BYTES
     max_session_bytes: int = 128 * 1024 * 1024
@@ -100,19 +175,27 @@ class StoreConfig:
     compression_level: int = 1
     concurrency: Concurrency = "merge"
     key_conflict: KeyConflict = "last_writer_wins"
-    max_merge_attempts: int = 5
+    max_merge_attempts: int = 100
     retry: RetryPolicy = field(default_factory=RetryPolicy.request_path)
     background_retry: RetryPolicy = field(default_factory=RetryPolicy.background)
     on_storage_error: OnStorageError = "raise"
     connection_timeout: float = 2.0
     read_timeout: float = 5.0
     transfer_rate: float = 8_000_000.0
-    key_ring: KeyRing | None = None
-    accept_plaintext: bool = False
+    key_ring: KeyRing | None = UNSET
+    accept_plaintext: bool = UNSET
     clock: Callable[[], dt.datetime] = utc_now
     client_options: Mapping[str, Any] = field(default_factory=dict)
+    #: Whether ``key_ring`` / ``accept_plaintext`` were given (set by ``__post_init__``).
+    key_ring_given: bool = field(init=False, default=False, repr=False, compare=False)
+    accept_plaintext_given: bool = field(init=False, default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for name, unset_value in (("key_ring", None), ("accept_plaintext", False)):
+            given = getattr(self, name) is not UNSET
+            object.__setattr__(self, f"{name}_given", given)
+            if not given:
+                object.__setattr__(self, name, unset_value)
         if not _TABLE_RE.fullmatch(self.table_name):
             raise ValueError(f"table_name {self.table_name!r}: 3-63 letters/digits, "
                              "starting with a letter")
@@ -122,8 +205,21 @@ class StoreConfig:
         if not _APP_RE.fullmatch(self.app_name):
             raise ValueError(f"app_name {self.app_name!r}: 1-64 of A-Z a-z 0-9 _ .")
         check_key(self.app_name, "app_name")
-        if self.idle_timeout <= dt.timedelta(0) or self.absolute_timeout <= dt.timedelta(0):
-            raise ValueError("idle_timeout and absolute_timeout must be positive")
+        for name in ("idle_timeout", "absolute_timeout"):
+            parsed = timeout_setting(getattr(self, name), name)
+            if parsed is None:
+                raise TypeError(f"{name}: expected a datetime.timedelta or a number of "
+                                "seconds, got None")
+            object.__setattr__(self, name, parsed)  # frozen: normalise once, here
+        idle, absolute = self.idle_timeout, self.absolute_timeout
+        if idle > absolute:
+            raise ValueError(f"idle_timeout ({idle}) is longer than absolute_timeout "
+                             f"({absolute}): no session could ever use it; shorten it, or "
+                             "raise absolute_timeout")
+        if self.max_absolute_timeout is not None and not (
+                dt.timedelta(0) < self.absolute_timeout <= self.max_absolute_timeout):
+            raise ValueError("max_absolute_timeout must be positive and at least "
+                             "absolute_timeout")
         if not 0.0 <= self.refresh_threshold <= 1.0:
             raise ValueError("refresh_threshold must be between 0 and 1")
         if not 0 <= self.inline_budget <= MAX_INLINE_BYTES:
@@ -155,7 +251,7 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     for env, name in ((ENV_IDLE_TIMEOUT, "idle_timeout"),
                       (ENV_ABSOLUTE_TIMEOUT, "absolute_timeout")):
         if environ.get(env):
-            out[name] = dt.timedelta(seconds=float(environ[env]))
+            out[name] = timeout_setting(environ[env], env)
     if environ.get(ENV_ENCRYPTION_KEYS):
         out["key_ring"] = KeyRing.from_string(environ[ENV_ENCRYPTION_KEYS])
     return out

@@ -1,8 +1,10 @@
 """Errors a caller can act on.
 
 Storage failures are not wrapped: they propagate as ``azure.core.exceptions.*``,
-chained, so existing Azure error handling keeps working. A missing or expired
-session is a normal ``None``, never an exception.
+chained, so existing Azure error handling keeps working. The one exception is a
+missing table or container, a deployment mistake with one fix: it raises
+:class:`StorageNotFoundError`, with the azure error as its ``__cause__``. A
+missing or expired session is a normal ``None``, never an exception.
 """
 
 from __future__ import annotations
@@ -65,3 +67,23 @@ class LockTimeoutError(TableSessionsError, TimeoutError):
         self.holder = holder
         self.age = age
         super().__init__(message)
+
+
+class StorageNotFoundError(TableSessionsError):
+    """The store's table or overflow container does not exist.
+
+    Raised by every operation that reaches the missing table or container,
+    reads included: a half-provisioned deployment must fail loudly, not log
+    everyone out as "no session". With ``on_storage_error="empty"`` it is
+    absorbed like any other storage failure (counted in ``store.stats``).
+    ``kind`` is ``"table"`` or ``"container"``, ``name`` its name, and
+    ``__cause__`` the azure ``ResourceNotFoundError`` (``TableNotFound`` or
+    ``ContainerNotFound``). Run ``tablesessions init`` (or
+    ``store.create_storage()``) once per deployment.
+    """
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(f"the {kind} {name!r} does not exist: run `tablesessions init` "
+                         "(or store.create_storage()) to create the table and the container")

@@ -45,6 +45,21 @@ class _Pending:
 PENDING: Any = _Pending()
 
 
+class _Unset:
+    """Marks an argument of :meth:`Session.set_expiry` the caller did not pass."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+UNSET: Any = _Unset()
+
+#: The longest per-session idle timeout: stored as whole seconds in an Int32 column.
+MAX_IDLE = dt.timedelta(seconds=2**31 - 1)
+
+
 class Session(MutableMapping[str, Any]):
     """One session's data: a ``MutableMapping[str, Any]`` plus its metadata.
 
@@ -54,11 +69,14 @@ class Session(MutableMapping[str, Any]):
 
     Attributes: ``id`` (the secret token: put it in a cookie, never in logs),
     ``created_at``, ``expires_at`` (the earlier of the idle and absolute
-    deadlines), ``absolute_expires_at`` and ``modified``.
+    deadlines), ``absolute_expires_at``, ``modified``, and the per-session
+    expiry set by :meth:`set_expiry`: ``idle_timeout`` (None: the store's) and
+    ``browser_session``.
     """
 
-    __slots__ = ("_changed", "_columns", "_data", "_force", "_gone", "_read", "_stored", "_tokens",
-                 "absolute_expires_at", "created_at", "expires_at", "id")
+    __slots__ = ("_absolute_request", "_changed", "_columns", "_data", "_force", "_gone", "_read",
+                 "_renew", "_stored", "_tokens", "absolute_expires_at", "browser_session",
+                 "created_at", "expires_at", "id", "idle_timeout")
 
     def __init__(
         self,
@@ -70,11 +88,22 @@ class Session(MutableMapping[str, Any]):
         absolute_expires_at: dt.datetime,
         stored: _Stored | None = None,
         columns: dict[str, Any] | None = None,
+        idle_timeout: dt.timedelta | None = None,
+        browser_session: bool = False,
     ) -> None:
         self.id = session_id
         self.created_at = created_at
         self.expires_at = expires_at
         self.absolute_expires_at = absolute_expires_at
+        #: this session's own sliding timeout; None: the store's ``idle_timeout``
+        self.idle_timeout = idle_timeout
+        #: the cookie should carry no Max-Age/Expires (the server still expires it)
+        self.browser_session = browser_session
+        #: a deadline ``set_expiry(absolute=...)`` asked for, resolved (and capped)
+        #: by the store at the next save: UNSET, None, a datetime or a timedelta
+        self._absolute_request: Any = UNSET
+        #: slide the idle expiry at every save, not only past the refresh threshold
+        self._renew = False
         self._data = data
         self._changed: set[str] = set()
         #: container values handed out: only these can have changed in place
@@ -162,6 +191,66 @@ class Session(MutableMapping[str, Any]):
         self._force = bool(value)
         if not value:
             self._changed.clear()
+            # A pending set_expiry deadline is an unsaved change too: a later
+            # expiry-only refresh must not half-apply it.
+            self._absolute_request = UNSET
+
+    # -- per-session expiry ---------------------------------------------------
+    def set_expiry(self, *, idle: dt.timedelta | None = UNSET,
+                   absolute: dt.datetime | dt.timedelta | None = UNSET,
+                   browser_session: bool = UNSET) -> None:
+        """Give this session its own lifetime; takes effect at the next ``save``.
+
+        Stored in the row, so every instance enforces it on every read and the
+        sweeper deletes by it. Marks the session modified. Arguments not passed
+        keep their current value.
+
+        :param idle: this session's sliding timeout (whole seconds, 1 s up to
+            about 68 years); None: the store's ``idle_timeout``.
+        :param absolute: this session's hard deadline: an aware ``datetime``, or a
+            ``timedelta`` from the save that follows; None: ``created_at`` plus the
+            store's ``absolute_timeout``. A deadline in the past expires the
+            session at once. An explicitly configured store ``absolute_timeout``
+            (or ``max_absolute_timeout``) caps it: no session outlives that.
+        :param browser_session: the integrations send the cookie without
+            ``Max-Age``/``Expires``, so the browser drops it when it closes; the
+            server still expires the session by its deadlines.
+        :raises TypeError: for a value of the wrong type.
+        :raises ValueError: for a naive datetime or an idle timeout out of range.
+        """
+        # Validate everything before changing anything.
+        if idle is not UNSET and idle is not None:
+            if not isinstance(idle, dt.timedelta):
+                raise TypeError(f"idle must be a timedelta or None, not {type(idle).__name__}")
+            if not dt.timedelta(seconds=1) <= idle <= MAX_IDLE:
+                raise ValueError("idle must be between 1 second and 2**31-1 seconds")
+        if isinstance(absolute, dt.datetime):
+            if absolute.tzinfo is None or absolute.utcoffset() is None:
+                raise ValueError("absolute must be a timezone-aware datetime")
+        elif absolute is not UNSET and absolute is not None \
+                and not isinstance(absolute, dt.timedelta):
+            raise TypeError("absolute must be a datetime, a timedelta or None, "
+                            f"not {type(absolute).__name__}")
+        if browser_session is not UNSET and not isinstance(browser_session, bool):
+            raise TypeError("browser_session must be a bool")
+        if idle is not UNSET:
+            self.idle_timeout = idle
+        if absolute is not UNSET:
+            self._absolute_request = absolute
+        if browser_session is not UNSET:
+            self.browser_session = browser_session
+        self._force = True
+
+    def renew(self) -> None:
+        """Have every following ``save`` of this object slide the idle expiry
+        forward, even before the refresh threshold is reached: one expiry-only
+        write (no data rewrite) whenever it moves the deadline by over a second.
+
+        For "save on every request" settings (Django's
+        ``SESSION_SAVE_EVERY_REQUEST``), where the cookie's lifetime restarts on
+        every response and the server's must follow it.
+        """
+        self._renew = True
 
     @property
     def lock_id(self) -> str | None:

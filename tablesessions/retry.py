@@ -36,6 +36,9 @@ from tenacity.stop import stop_base
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: The floor of a per-attempt timeout (seconds): a loopback round trip fits, a hang does not.
+MIN_ATTEMPT_TIMEOUT = 0.05
+
 #: Statuses worth another attempt: timeouts, throttling and server-side faults.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -107,22 +110,38 @@ class RetryPolicy:
     :param deadline: seconds one store operation (``get``, ``save``...) may take
         across all its calls and retries. A retry whose sleep would cross it is
         not made: the last error is raised instead of hanging the request.
+    :param attempt_share: the share of the time left in the deadline that one
+        attempt may wait to connect, and to read (each). Below 1, a hung or
+        half-open connection is abandoned while there is still time for another
+        attempt on a fresh connection; the store's ``connection_timeout`` and
+        ``read_timeout`` cap it further.
     """
 
     max_attempts: int = 4
     initial_backoff: float = 0.05
     max_backoff: float = 0.5
     deadline: float = 2.0
+    attempt_share: float = 0.5
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
-        numbers = (self.initial_backoff, self.max_backoff, self.deadline)
+        numbers = (self.initial_backoff, self.max_backoff, self.deadline, self.attempt_share)
         # NaN compares false with everything, so it would slip past the range checks.
         if not all(math.isfinite(n) for n in numbers):
             raise ValueError("backoffs and deadline must be finite numbers")
         if self.initial_backoff < 0 or self.max_backoff < 0 or self.deadline <= 0:
             raise ValueError("backoffs must be >= 0 and deadline > 0")
+        if not 0 < self.attempt_share <= 1:
+            raise ValueError("attempt_share must be within (0, 1]")
+
+    def attempt_timeout(self, deadline: Deadline, configured: float) -> float:
+        """Seconds the next attempt may wait (to connect, or to read): the
+        ``configured`` timeout, capped by ``attempt_share`` of what is left of
+        ``deadline``. At least :data:`MIN_ATTEMPT_TIMEOUT`, so a nearly spent
+        deadline still gets one real try."""
+        return max(min(configured, self.attempt_share * deadline.remaining()),
+                   MIN_ATTEMPT_TIMEOUT)
 
     @classmethod
     def request_path(cls) -> RetryPolicy:

@@ -6,11 +6,12 @@ JSON: they become ``{"$b": length}`` and travel as raw segments beside it, which
 keeps large binary sessions at ~1x their size in memory and in storage.
 
 Exact round trips: str, int, float, bool, None, list, dict (str keys), datetime
-(naive or aware, microseconds kept), date, UUID, bytes and Decimal. A tuple is
-accepted and comes back as a list, as with Django's JSON serializer. Anything
-else raises ``TypeError`` naming the key, and so do values nested deeper than
-``MAX_DEPTH`` levels and values that contain themselves (a cycle): the walk
-counts depth, so neither can reach a ``RecursionError``.
+(naive or aware, microseconds kept), date, UUID, bytes, Decimal, tuple and
+``Markup`` (any object with ``__html__``, as Flask's tagged JSON: flashed
+messages are tuples, often of Markup). Anything else raises ``TypeError``
+naming the key, and so do values nested deeper than ``MAX_DEPTH`` levels and
+values that contain themselves (a cycle): the walk counts depth, so neither can
+reach a ``RecursionError``.
 
 Encoding is two steps: a Python walk that tags the non-JSON types and refuses
 what cannot be stored, then one JSON encoder call. The encoder is orjson
@@ -34,7 +35,9 @@ from typing import Any
 # never mistakes the inner pair for a tag.
 _DATETIME, _DATE, _UUID, _BYTES, _DECIMAL, _MAP = "$dt", "$date", "$uuid", "$b", "$dec", "$map"
 _BIGINT = "$int"
-_TAGS = frozenset({_DATETIME, _DATE, _UUID, _BYTES, _DECIMAL, _MAP, _BIGINT})
+# Flask's tagged JSON round-trips these two (issue 15); kept as their own small layer.
+_TUPLE, _MARKUP = "$t", "$markup"
+_TAGS = frozenset({_DATETIME, _DATE, _UUID, _BYTES, _DECIMAL, _MAP, _BIGINT, _TUPLE, _MARKUP})
 #: Python refuses int <-> decimal str past 4,300 digits (CVE-2020-10735); ints
 #: beyond ~12,000 bits travel as hex, which has no such limit.
 _BIGINT_BITS = 12_000
@@ -116,7 +119,7 @@ class _Unsupported(Exception):
 
 
 _SUPPORTED = ("(supported: str, int, float, bool, None, list, tuple, dict, datetime, date, "
-              "UUID, bytes, Decimal)")
+              "UUID, bytes, Decimal, Markup)")
 
 
 def _tag(value: Any, segments: _Segments, depth: int) -> Any:
@@ -134,7 +137,7 @@ def _tag(value: Any, segments: _Segments, depth: int) -> Any:
         return value if value.bit_length() <= _BIGINT_BITS else {_BIGINT: hex(value)}
     if kind is dict:
         return _tag_dict(value, segments, depth + 1)
-    if kind is list or kind is tuple:
+    if kind is list:
         return _tag_list(value, segments, depth + 1)
     return _tag_other(value, segments, depth)
 
@@ -177,8 +180,12 @@ def _tag_list(value: list[Any] | tuple[Any, ...], segments: _Segments, depth: in
 
 def _tag_other(value: Any, segments: _Segments, depth: int) -> Any:
     # Subclasses of the plain types (IntEnum, OrderedDict...) and the tagged types.
-    # Order matters: datetime before date (a datetime is a date). A new tagged type
-    # is one more isinstance branch here and one more tag in the decoder's hook.
+    # Order matters: datetime before date (a datetime is a date), and Markup
+    # (a str subclass) and tuple before their base types. A new tagged type is one
+    # more isinstance branch here and one more tag in the decoder's hook.
+    tagged = _tag_flask(value, segments, depth)
+    if tagged is not None:
+        return tagged
     if isinstance(value, str):
         return value
     if isinstance(value, float):
@@ -201,6 +208,24 @@ def _tag_other(value: Any, segments: _Segments, depth: int) -> Any:
     if isinstance(value, Decimal):
         return {_DECIMAL: str(value)}
     raise _Unsupported(f"values of type {type(value).__name__} cannot be stored {_SUPPORTED}")
+
+
+def _tag_flask(value: Any, segments: _Segments, depth: int) -> Any:
+    """Tag the two types Flask's tagged JSON round-trips beyond ours, else None."""
+    if isinstance(value, tuple):
+        return {_TUPLE: _tag_list(value, segments, depth + 1)}
+    html = getattr(value, "__html__", None)
+    if callable(html):  # Flask's rule (TagMarkup): the object's own HTML, as Markup
+        return {_MARKUP: str(html())}
+    return None
+
+
+def _markup(text: str) -> Any:
+    try:
+        from markupsafe import Markup
+    except ImportError:  # pragma: no cover - markupsafe ships with Flask and Jinja
+        return text  # written by an app that had it; readable here as the same text
+    return Markup(text)  # noqa: S704 - text is what Markup.__html__ gave at save time
 
 
 def decode_value(fragment: bytes, segments: Iterator[bytes | memoryview]) -> Any:
@@ -237,6 +262,10 @@ def _untagger(segments: Iterator[bytes | memoryview]) -> Callable[[dict[str, Any
             return Decimal(payload)
         if tag == _BIGINT:
             return int(payload, 16)
+        if tag == _TUPLE:
+            return tuple(payload)
+        if tag == _MARKUP:
+            return _markup(payload)
         return dict((k, v) for k, v in payload)  # _MAP: an escaped user dict
 
     return hook

@@ -37,15 +37,16 @@ from ._effects import (
     ReadBlob,
     Row,
     Sleep,
+    TimeLeft,
 )
+from ._failure import storage_not_found
 from ._rotation import RotationReport
-from .config import StoreConfig
+from .config import StoreConfig, TimeoutLike
 from .models import Session, StorageStats, SweepReport
 from .retry import Deadline, RetryPolicy
 
 T = TypeVar("T")
 _IDLE = dt.timedelta(minutes=20)
-_ABSOLUTE = dt.timedelta(hours=12)
 
 
 class SessionStore(StoreBase):
@@ -70,8 +71,8 @@ class SessionStore(StoreBase):
         table_name: str = "sessions",
         container_name: str = "sessions-overflow",
         app_name: str = "default",
-        idle_timeout: dt.timedelta = _IDLE,
-        absolute_timeout: dt.timedelta = _ABSOLUTE,
+        idle_timeout: TimeoutLike = _IDLE,
+        absolute_timeout: TimeoutLike | None = None,
         **options: Any,
     ) -> None:
         """Connect with a token credential (default: ``DefaultAzureCredential()``).
@@ -117,8 +118,8 @@ class SessionStore(StoreBase):
         table_name: str = "sessions",
         container_name: str = "sessions-overflow",
         app_name: str = "default",
-        idle_timeout: dt.timedelta = _IDLE,
-        absolute_timeout: dt.timedelta = _ABSOLUTE,
+        idle_timeout: TimeoutLike = _IDLE,
+        absolute_timeout: TimeoutLike | None = None,
         **options: Any,
     ) -> SessionStore:
         """Connect with a storage connection string (Azurite, or account-key auth).
@@ -195,6 +196,24 @@ class SessionStore(StoreBase):
         """
         return self._run(_ops.regenerate(self._rules, session))
 
+    def update(self, session_id: str | None,
+               fn: Callable[[Session], object]) -> Session | None:
+        """Change a session atomically: read it, call ``fn(session)`` to change it in
+        place, and write it conditionally on the ETag. If another request changed
+        the session meanwhile, back off, re-read and call ``fn`` again on the
+        fresh copy, within the operation's deadline. The way to keep a counter
+        exact (``fn`` = ``lambda s: s.update(n=s.get("n", 0) + 1)``).
+
+        ``fn`` may run more than once, so it must only change the session (no
+        other side effects). Costs 2 calls (read and replace) without contention.
+        Never swallowed by ``on_storage_error="empty"``.
+
+        :returns: the session as saved, or None when there is no live session
+            (``fn`` is not called) or it was deleted meanwhile.
+        :raises SessionConflictError: when the deadline runs out under contention.
+        """
+        return self._run(_ops.update(self._rules, session_id, fn))
+
     @contextlib.contextmanager
     def lock(self, session_id: str | None, *, timeout: float = 10.0,
              lease: float = 30.0) -> Iterator[Session | None]:
@@ -220,10 +239,10 @@ class SessionStore(StoreBase):
             yield session
         except BaseException:
             if session is not None:
-                self._run(_lock.release(self._rules, session, save=False), per_call=True)
+                self._run(_lock.release(self._rules, session, save=False))
             raise
         if session is not None:
-            self._run(_lock.release(self._rules, session, save=True), per_call=True)
+            self._run(_lock.release(self._rules, session, save=True))
 
     # -- users and keys ------------------------------------------------------------
     def bind_user(self, session: Session, user_id: str) -> None:
@@ -332,6 +351,8 @@ class SessionStore(StoreBase):
         if isinstance(effect, Sleep):
             time.sleep(effect.seconds)
             return None
+        if isinstance(effect, TimeLeft):
+            return None if shared is None else shared.remaining()
         if isinstance(effect, Parallel):
             return self._parallel(effect, policy, shared)
         deadline = shared or Deadline(policy.deadline)
@@ -339,7 +360,13 @@ class SessionStore(StoreBase):
             size = len(effect.data) if isinstance(effect, PutBlob) else effect.expected_size
             deadline.extend(size / self.config.transfer_rate)
         handler: Callable[..., Any] = self._handlers.get(type(effect), self._call)
-        return policy.run(lambda: handler(effect, **self._timeouts(deadline)), deadline)
+        try:
+            return policy.run(lambda: handler(effect, **self._timeouts(deadline, policy)), deadline)
+        except HttpResponseError as exc:
+            missing = storage_not_found(exc, self.config)
+            if missing is None:
+                raise
+            raise missing from exc
 
     def _parallel(self, effect: Parallel, policy: RetryPolicy,
                   shared: Deadline | None) -> list[Any]:
@@ -367,7 +394,8 @@ class SessionStore(StoreBase):
         try:
             answer = getattr(client, call.method)(*call.args, **call.kwargs, **t)
         except (ResourceNotFoundError, ResourceExistsError) as exc:
-            if call.ok_if == type(exc).__name__:
+            # A missing table or container is never "already done".
+            if call.ok_if == type(exc).__name__ and storage_not_found(exc, self.config) is None:
                 return None
             raise
         return call.finish(answer)

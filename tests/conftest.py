@@ -143,3 +143,12 @@ async def make_store(
     yield make
     for face in made:
         await face.close()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from tests.budgets import EXHAUSTIVE, GATE_SHARE
+
+    if EXHAUSTIVE:
+        return "property-test budgets: exhaustive (CI=true or TABLESESSIONS_EXHAUSTIVE=1)"
+    return (f"property-test budgets: 1/{GATE_SHARE} of the exhaustive ones "
+            "(TABLESESSIONS_EXHAUSTIVE=1 runs them all, as CI does)")

@@ -14,7 +14,9 @@ from flask import Flask, jsonify, redirect, request, session
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
-from examples.demo.page import login_name, render, state, wants_json
+from examples.demo.meter import CallMeter
+from examples.demo.page import login_name, render, state, upload_bytes, wants_json
+from tablesessions import SessionStore
 from tablesessions.flask import TableSessions, regenerate
 
 FRAMEWORK = "Flask"
@@ -29,7 +31,10 @@ def create_app(instance: str | None = None, secret: str | None = None,
     app.config["SECRET_KEY"] = secret or os.environ["DEMO_SECRET_KEY"]
     # The demo serves plain http on loopback; production keeps the default (Secure on).
     app.config["TABLESESSIONS_COOKIE_SECURE"] = False
-    TableSessions(app)  # the store from TABLESESSIONS_* (config keys, then env vars)
+    meter = CallMeter()  # counts this instance's storage calls, per request
+    # The store from the TABLESESSIONS_* environment variables, its calls counted.
+    TableSessions(app, store=SessionStore.from_env(client_options=meter.client_options()))
+    app.wsgi_app = meter.wsgi(app.wsgi_app)  # type: ignore[method-assign]
 
     def reply() -> Response:
         if wants_json(request.headers.get("Accept")):
@@ -42,7 +47,9 @@ def create_app(instance: str | None = None, secret: str | None = None,
 
     @app.get("/")
     def index() -> str:
-        return render(state(instance, FRAMEWORK, session), other_url)
+        data = state(instance, FRAMEWORK, session)  # reads the session: the call is counted
+        return render(data, other_url, calls=meter.so_far(), previous=meter.previous(),
+                      pid=os.getpid())
 
     @app.get("/state")
     def show() -> Response:
@@ -61,7 +68,7 @@ def create_app(instance: str | None = None, secret: str | None = None,
 
     @app.post("/upload")
     def upload() -> Response:
-        session["upload"] = request.get_data()
+        session["upload"] = upload_bytes(request.content_type, request.get_data())
         return reply()
 
     @app.post("/logout")

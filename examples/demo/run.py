@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from azure.storage.blob import ContainerClient
 
+from examples.demo.meter import HEADER, Calls
 from tablesessions import SessionStore
 from tablesessions.testing import AzuriteNotFoundError, AzuriteServer, unique_name
 from tablesessions.testing.azurite import free_ports
@@ -176,6 +177,16 @@ def describe(data: dict[str, Any]) -> str:
     return text
 
 
+def storage_calls(response: httpx.Response) -> str:
+    """What the instance's ``X-Storage-Calls`` header says this request cost."""
+    fields = dict(part.split("=", 1) for part in
+                  response.headers.get(HEADER, "").split() if "=" in part)
+    try:
+        return Calls(int(fields["reads"]), int(fields["writes"])).text()
+    except (KeyError, ValueError):
+        return "storage calls unknown"
+
+
 def expect(condition: bool, message: str) -> None:
     if not condition:
         raise DemoError(message)
@@ -201,7 +212,7 @@ class Script:
         note = self._cookie_note(response) if client is None else ""
         request = f"{method:<4} {path}{(' ' + show) if show else ''}"
         say(f"  {instance.label} {instance.framework:<9} {request:<30} -> {describe(state)}"
-            + (f"\n{'':16}{note}" if note else ""))
+            f"  [{storage_calls(response)}]" + (f"\n{'':16}{note}" if note else ""))
         return state
 
     def _cookie_note(self, response: httpx.Response) -> str:
@@ -214,9 +225,10 @@ class Script:
             self.cookie = None
             return "Set-Cookie clears the cookie (Max-Age=0)"
         before, self.cookie = self.cookie, value
-        max_age = next((a for a in attrs if a.startswith("Max-Age=")), "")
+        max_age = next((a for a in attrs if a.startswith("Max-Age=")),
+                       "no Max-Age (a browser-session cookie)")
         if before == value:
-            return f"Set-Cookie again: {max_age} (the write moved the idle expiry)"
+            return f"Set-Cookie again: {max_age} (the session was written)"
         flags = "; ".join(a for a in attrs if not a.startswith("Expires"))
         change = f" (was {fingerprint(before)})" if before else ""
         return f"Set-Cookie: session={fingerprint(value)}{change}; {flags}"
@@ -284,7 +296,8 @@ class Script:
         time.sleep(wait)
         state = self.call(a, "GET", "/state")
         expect(state["user"] is None, "the idle session expired")
-        say(f"{'':16}the cookie's Max-Age ran out with the session: the client sent none")
+        say(f"{'':16}the server expired the idle session (the browser-session cookie "
+            "was still sent)")
         with httpx.Client(headers={"Accept": "application/json",
                                    "Cookie": f"session={bob_cookie}"}) as kept:
             state = self.call(b, "GET", "/state", show="(bob's cookie kept)", client=kept)

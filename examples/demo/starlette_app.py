@@ -18,7 +18,8 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route
 
-from examples.demo.page import login_name, render, state, wants_json
+from examples.demo.meter import CallMeter
+from examples.demo.page import login_name, render, state, upload_bytes, wants_json
 from tablesessions.aio import SessionStore
 from tablesessions.starlette import TableSession, TableSessionMiddleware, load_session
 
@@ -29,7 +30,9 @@ def create_app() -> Starlette:
     """Build instance B from the ``DEMO_*`` and ``TABLESESSIONS_*`` environment variables."""
     instance = os.environ.get("DEMO_INSTANCE", "B")
     other_url = os.environ.get("DEMO_OTHER_URL")
-    store = SessionStore.from_env()  # no I/O until the first request
+    meter = CallMeter()  # counts this instance's storage calls, per request
+    # No I/O until the first request; its calls counted.
+    store = SessionStore.from_env(client_options=meter.client_options())
 
     def reply(request: Request, session: TableSession) -> StarletteResponse:
         if wants_json(request.headers.get("accept")):
@@ -41,7 +44,9 @@ def create_app() -> Starlette:
 
     async def index(request: Request) -> HTMLResponse:
         session = await load_session(request)
-        return HTMLResponse(render(state(instance, FRAMEWORK, session), other_url))
+        return HTMLResponse(render(state(instance, FRAMEWORK, session), other_url,
+                                   calls=meter.so_far(), previous=meter.previous(),
+                                   pid=os.getpid()))
 
     async def show(request: Request) -> JSONResponse:
         return JSONResponse(state(instance, FRAMEWORK, await load_session(request)))
@@ -59,7 +64,8 @@ def create_app() -> Starlette:
 
     async def upload(request: Request) -> StarletteResponse:
         session = await load_session(request)
-        session["upload"] = await request.body()
+        session["upload"] = upload_bytes(request.headers.get("content-type"),
+                                         await request.body())
         return reply(request, session)
 
     async def logout(request: Request) -> StarletteResponse:
@@ -77,10 +83,14 @@ def create_app() -> Starlette:
                 Route("/login", login, methods=["POST"]), Route("/count", count, methods=["POST"]),
                 Route("/upload", upload, methods=["POST"]),
                 Route("/logout", logout, methods=["POST"])],
-        middleware=[Middleware(TableSessionMiddleware, store=store,
+        middleware=[Middleware(meter.asgi),  # outermost: sees the response after the save
+                    Middleware(TableSessionMiddleware, store=store,
                                secret_key=os.environ["DEMO_SECRET_KEY"],
                                # The demo serves plain http on loopback; production
-                               # keeps the default (Secure on unless debug).
-                               https_only=False)],
+                               # keeps the default (Secure on every https request).
+                               https_only=False,
+                               # A browser-session cookie; the store's idle timeout
+                               # (6 s here) expires it on the server, as on Flask's side.
+                               max_age=None)],
         lifespan=lifespan,
     )

@@ -37,15 +37,23 @@ from .._effects import (
     ReadBlob,
     Row,
     Sleep,
+    TimeLeft,
 )
+from .._failure import storage_not_found
 from .._rotation import RotationReport
-from ..config import StoreConfig
+from ..config import StoreConfig, TimeoutLike
 from ..models import Session, StorageStats, SweepReport
 from ..retry import Deadline, RetryPolicy
+from ._per_loop import PerLoop
 
 T = TypeVar("T")
 _IDLE = dt.timedelta(minutes=20)
-_ABSOLUTE = dt.timedelta(hours=12)
+Clients = tuple[TableClient, ContainerClient]
+
+
+async def _close_clients(clients: Clients) -> None:
+    await clients[0].close()
+    await clients[1].close()
 
 
 class SessionStore(StoreBase):
@@ -53,7 +61,8 @@ class SessionStore(StoreBase):
     and methods, awaitable, with ``async with``.
 
     Safe to share between tasks: the SDK's aiohttp transport pools connections
-    per client. Create one per event loop and ``await store.close()`` on shutdown.
+    per client. Each event loop that uses the store gets its own clients (closed
+    when that loop shuts down); ``await store.close()`` on shutdown.
     """
 
     def __init__(
@@ -65,8 +74,8 @@ class SessionStore(StoreBase):
         table_name: str = "sessions",
         container_name: str = "sessions-overflow",
         app_name: str = "default",
-        idle_timeout: dt.timedelta = _IDLE,
-        absolute_timeout: dt.timedelta = _ABSOLUTE,
+        idle_timeout: TimeoutLike = _IDLE,
+        absolute_timeout: TimeoutLike | None = None,
         **options: Any,
     ) -> None:
         """Connect with a token credential (default: the async ``DefaultAzureCredential()``)."""
@@ -78,18 +87,21 @@ class SessionStore(StoreBase):
 
             credential = owned = DefaultAzureCredential()
         kw = sdk_kwargs(config)
-        table = TableClient(endpoint=table_endpoint, table_name=config.table_name,
-                            credential=credential, **kw, **async_transport(config))
-        container = ContainerClient(account_url=blob_endpoint,
-                                    container_name=config.container_name, credential=credential,
-                                    **blob_kwargs(config), **async_transport(config))
-        self._setup(config, table, container, owned)
 
-    def _setup(self, config: StoreConfig, table: TableClient, container: ContainerClient,
+        def clients() -> Clients:
+            return (TableClient(endpoint=table_endpoint, table_name=config.table_name,
+                                credential=credential, **kw, **async_transport(config)),
+                    ContainerClient(account_url=blob_endpoint,
+                                    container_name=config.container_name, credential=credential,
+                                    **blob_kwargs(config), **async_transport(config)))
+
+        self._setup(config, clients, owned)
+
+    def _setup(self, config: StoreConfig, clients: Callable[[], Clients],
                owned_credential: Any) -> None:
         super().__init__(config)
-        self._table = table
-        self._container = container
+        # One set of clients per event loop (see _per_loop: Starlette's TestClient).
+        self._clients = PerLoop(clients, _close_clients)
         self._owned_credential = owned_credential
         self._handlers: dict[type[Any], Callable[..., Awaitable[Any]]] = {
             QueryPage: self._query_page, ReadBlob: self._read_blob, ListBlobs: self._list_blobs,
@@ -104,22 +116,33 @@ class SessionStore(StoreBase):
         table_name: str = "sessions",
         container_name: str = "sessions-overflow",
         app_name: str = "default",
-        idle_timeout: dt.timedelta = _IDLE,
-        absolute_timeout: dt.timedelta = _ABSOLUTE,
+        idle_timeout: TimeoutLike = _IDLE,
+        absolute_timeout: TimeoutLike | None = None,
         **options: Any,
     ) -> SessionStore:
         """Connect with a storage connection string (Azurite, or account-key auth)."""
         config = make_config(table_name, container_name, app_name, idle_timeout,
                              absolute_timeout, options)
         kw = sdk_kwargs(config)
-        table = TableClient.from_connection_string(conn_str, table_name=config.table_name, **kw,
-                                                   **async_transport(config))
-        container = ContainerClient.from_connection_string(
-            conn_str, container_name=config.container_name, **blob_kwargs(config),
-            **async_transport(config))
+
+        def clients() -> Clients:
+            return (TableClient.from_connection_string(conn_str, table_name=config.table_name,
+                                                       **kw, **async_transport(config)),
+                    ContainerClient.from_connection_string(
+                        conn_str, container_name=config.container_name, **blob_kwargs(config),
+                        **async_transport(config)))
+
         store = cls.__new__(cls)
-        store._setup(config, table, container, None)
+        store._setup(config, clients, None)
         return store
+
+    @property
+    def _table(self) -> TableClient:
+        return self._clients.get()[0]
+
+    @property
+    def _container(self) -> ContainerClient:
+        return self._clients.get()[1]
 
     @classmethod
     def from_account(cls, account_name: str, *, credential: Any = None,
@@ -160,6 +183,24 @@ class SessionStore(StoreBase):
         """Return a saved copy under a new id and delete the old record."""
         return await self._run(_ops.regenerate(self._rules, session))
 
+    async def update(self, session_id: str | None,
+               fn: Callable[[Session], object]) -> Session | None:
+        """Change a session atomically: read it, call ``fn(session)`` to change it in
+        place, and write it conditionally on the ETag. If another request changed
+        the session meanwhile, back off, re-read and call ``fn`` again on the
+        fresh copy, within the operation's deadline. The way to keep a counter
+        exact (``fn`` = ``lambda s: s.update(n=s.get("n", 0) + 1)``).
+
+        ``fn`` may run more than once, so it must only change the session (no
+        other side effects). Costs 2 calls (read and replace) without contention.
+        Never swallowed by ``on_storage_error="empty"``.
+
+        :returns: the session as saved, or None when there is no live session
+            (``fn`` is not called) or it was deleted meanwhile.
+        :raises SessionConflictError: when the deadline runs out under contention.
+        """
+        return await self._run(_ops.update(self._rules, session_id, fn))
+
     @contextlib.asynccontextmanager
     async def lock(self, session_id: str | None, *, timeout: float = 10.0,
              lease: float = 30.0) -> AsyncIterator[Session | None]:
@@ -185,10 +226,10 @@ class SessionStore(StoreBase):
             yield session
         except BaseException:
             if session is not None:
-                await self._run(_lock.release(self._rules, session, save=False), per_call=True)
+                await self._run(_lock.release(self._rules, session, save=False))
             raise
         if session is not None:
-            await self._run(_lock.release(self._rules, session, save=True), per_call=True)
+            await self._run(_lock.release(self._rules, session, save=True))
 
     # -- users and keys ------------------------------------------------------------
     async def bind_user(self, session: Session, user_id: str) -> None:
@@ -266,8 +307,7 @@ class SessionStore(StoreBase):
 
     async def close(self) -> None:
         """Close the SDK clients (and the credential the store created)."""
-        await self._table.close()
-        await self._container.close()
+        await self._clients.close()
         if self._owned_credential is not None:
             await self._owned_credential.close()
 
@@ -286,6 +326,7 @@ class SessionStore(StoreBase):
         # ``per_call``: waits (the lock) may outlast one deadline; each call gets its own.
         deadline = None if background or per_call else self._deadline()
         policy = self.config.background_retry if background else self.config.retry
+        await self._clients.bind()
         try:
             return await adrive(op, lambda effect: self._execute(effect, policy, deadline))
         except Exception as exc:
@@ -298,6 +339,8 @@ class SessionStore(StoreBase):
         if isinstance(effect, Sleep):
             await asyncio.sleep(effect.seconds)
             return None
+        if isinstance(effect, TimeLeft):
+            return None if shared is None else shared.remaining()
         if isinstance(effect, Parallel):
             return await self._parallel(effect, policy, shared)
         deadline = shared or Deadline(policy.deadline)
@@ -305,7 +348,14 @@ class SessionStore(StoreBase):
             size = len(effect.data) if isinstance(effect, PutBlob) else effect.expected_size
             deadline.extend(size / self.config.transfer_rate)
         handler: Callable[..., Any] = self._handlers.get(type(effect), self._call)
-        return await policy.arun(lambda: handler(effect, **self._timeouts(deadline)), deadline)
+        try:
+            return await policy.arun(lambda: handler(effect, **self._timeouts(deadline, policy)),
+                                     deadline)
+        except HttpResponseError as exc:
+            missing = storage_not_found(exc, self.config)
+            if missing is None:
+                raise
+            raise missing from exc
 
     async def _parallel(self, effect: Parallel, policy: RetryPolicy,
                         shared: Deadline | None) -> list[Any]:
@@ -328,7 +378,8 @@ class SessionStore(StoreBase):
         try:
             answer = await getattr(client, call.method)(*call.args, **call.kwargs, **t)
         except (ResourceNotFoundError, ResourceExistsError) as exc:
-            if call.ok_if == type(exc).__name__:
+            # A missing table or container is never "already done".
+            if call.ok_if == type(exc).__name__ and storage_not_found(exc, self.config) is None:
                 return None
             raise
         return call.finish(answer)

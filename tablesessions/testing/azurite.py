@@ -85,8 +85,10 @@ def find_azurite() -> Path:
         f"1) the {_BIN_ENV} environment variable (unset); "
         "2) `azurite` on PATH; "
         f"3) node_modules/.bin/azurite upward from {Path.cwd()} and from {_REPO_ROOT}. "
-        "Run `npm ci` in the repository root (or scripts/bootstrap.sh), "
-        f"or set {_BIN_ENV} to the executable."
+        "Install it (needs Node.js and npm) in your project's directory with "
+        "`npm install --save-dev azurite@3.35.0`, "
+        f"or set {_BIN_ENV} to the path of an azurite executable. "
+        "(In a clone of the tablesessions repository: `npm ci`, or scripts/bootstrap.sh.)"
     )
 
 

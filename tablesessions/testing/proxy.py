@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_KINDS",
+    "HUNG_KINDS",
     "STATUS_FAULTS",
     "WRITE_METHODS",
     "Fault",
@@ -74,6 +75,8 @@ class Fault(str, enum.Enum):
     DELAY = "delay"  # sleep FaultPlan.delay seconds, then forward
     RESET = "reset"  # RST the client connection; nothing reaches upstream
     DROP_RESPONSE = "drop_response"  # forward, then RST instead of answering
+    HOLD = "hold"  # forward, then hold the answer FaultPlan.hold seconds (the write landed)
+    HALF_OPEN = "half_open"  # read the request, then silence: nothing forwarded, no FIN/RST
 
 
 STATUS_FAULTS: Mapping[Fault, tuple[int, str, str]] = {
@@ -82,7 +85,10 @@ STATUS_FAULTS: Mapping[Fault, tuple[int, str, str]] = {
     Fault.THROTTLE_429: (429, "TooManyRequests", "Too many requests."),
     Fault.TIMEOUT_408: (408, "RequestTimeout", "The request timed out."),
 }
-DEFAULT_KINDS: Mapping[Fault, float] = {kind: 1.0 for kind in Fault}
+#: Hung connections (hold, half-open) cost a client a whole read timeout each, so
+#: they are opt-in: name them in ``FaultPlan.kinds``.
+HUNG_KINDS: frozenset[Fault] = frozenset({Fault.HOLD, Fault.HALF_OPEN})
+DEFAULT_KINDS: Mapping[Fault, float] = {kind: 1.0 for kind in Fault if kind not in HUNG_KINDS}
 
 
 def _all_kinds() -> dict[Fault | str, float]:
@@ -96,6 +102,9 @@ class FaultPlan:
     Each request that passes the filter (``methods``, ``path_contains``) gets a
     fault with probability ``rate``; its kind is drawn from ``kinds`` by weight.
     ``seed`` fixes the random sequence (``None`` for a random seed).
+    A ``delay`` fault waits ``delay`` seconds, or a uniform draw from
+    ``delay``..``delay_max`` when that is set; ``hold`` and ``half_open`` faults
+    keep the connection silent for ``hold`` seconds.
     """
 
     rate: float = 0.0
@@ -104,12 +113,16 @@ class FaultPlan:
     methods: Collection[str] | None = None
     path_contains: str | None = None
     delay: float = 0.5
+    delay_max: float | None = None
+    hold: float = 30.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"rate must be within 0..1, got {self.rate}")
-        if self.delay < 0:
-            raise ValueError("delay must be >= 0")
+        if self.delay < 0 or self.hold < 0:
+            raise ValueError("delay and hold must be >= 0")
+        if self.delay_max is not None and self.delay_max < self.delay:
+            raise ValueError("delay_max must be >= delay")
         kinds = {Fault(kind): float(weight) for kind, weight in self.kinds.items()}
         if any(weight < 0 for weight in kinds.values()) or (
             self.rate > 0 and not any(kinds.values())
@@ -272,6 +285,13 @@ class FaultProxy:
         kinds = list(plan.kinds)
         return Fault(self._rng.choices(kinds, [plan.kinds[k] for k in kinds])[0])
 
+    def _delay(self) -> float:
+        with self._lock:
+            plan = self._plan
+            if plan.delay_max is None:
+                return plan.delay
+            return self._rng.uniform(plan.delay, plan.delay_max)
+
     def _take_forced(self, method: str, path: str) -> Fault | None:
         for forced in self._forced:
             if forced.matches(method, path):
@@ -421,11 +441,19 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if kind is Fault.RESET:
                 raise _Reset
-            if kind is Fault.DELAY and proxy._stopping.wait(proxy.plan.delay):
+            if kind is Fault.DELAY and proxy._stopping.wait(proxy._delay()):
                 raise _Reset  # the proxy is stopping
+            if kind is Fault.HALF_OPEN:
+                # The peer is gone without a FIN: the client hears nothing until
+                # its read timeout. Closed quietly afterwards (or at stop).
+                proxy._stopping.wait(proxy.plan.hold)
+                self.close_connection = True
+                return
             status, reason, headers, payload = self._forward(method, body)
             if kind is Fault.DROP_RESPONSE:
                 raise _Reset  # upstream has done the work; the client never hears
+            if kind is Fault.HOLD and proxy._stopping.wait(proxy.plan.hold):
+                raise _Reset  # done upstream, answer held until the proxy stops
             self._relay(method, status, reason, headers, payload)
         except _Reset:
             self._reset_connection()

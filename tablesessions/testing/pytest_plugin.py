@@ -107,7 +107,10 @@ async def _async_session_store(
 
 def _needs_pytest_asyncio() -> None:
     """Needs pytest-asyncio, which is not installed."""
-    pytest.skip("async_session_store needs pytest-asyncio")
+    # Fail, not skip: a skip shows only with -rs, so async tests would pass unseen.
+    pytest.fail("async_session_store needs pytest-asyncio: pip install pytest-asyncio "
+                "(and set asyncio_mode = \"auto\" in [tool.pytest.ini_options])",
+                pytrace=False)
 
 
 async_session_store: Any

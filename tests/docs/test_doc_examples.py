@@ -1,28 +1,26 @@
-"""Every ```python block in docs/*.md and README.md runs, against a live Azurite.
+"""Every code block in docs/*.md and README.md runs as written, or says it is a fragment.
 
 The convention (see docs/index.md, "Code examples"):
 
-* The blocks of one page run in order in one namespace, as a reader would type
-  them, so a later block may use what an earlier one defined.
-* Each page's namespace starts with ``conn_str`` (also ``CONNECTION_STRING``): a
-  connection string to the test run's Azurite; ``store``: a sync
-  ``tablesessions.SessionStore`` on a fresh table and container, storage created;
-  and ``async_store``: a ``tablesessions.aio.SessionStore`` on the same storage.
-* A block may use ``await`` at top level, as in an async REPL: it runs on the
-  page's event loop (the one ``async_store`` lives on). A block may also call
-  ``asyncio.run(...)`` itself.
-* The environment has ``TABLESESSIONS_CONNECTION_STRING`` set to the same string,
-  and the working directory is a fresh temporary one.
+* The ```python blocks of one page run in order in one namespace, as a reader would
+  type them into one file, so a later block may use what an earlier one defined.
+  Nothing else is defined for them: a block imports and builds what it uses.
+* The one thing the test run provides is the environment a reader would set up:
+  ``TABLESESSIONS_CONNECTION_STRING`` points at the test run's Azurite (a reader sets
+  it to their storage account's), and the working directory is a fresh temporary one.
+* No top-level ``await``: an async example runs itself with ``asyncio.run(...)``,
+  as a script must.
 * A block that cannot run here (it needs a real Azure account, a credential, a
-  server that blocks) has ``<!-- no-run: the reason -->`` on the line right above
-  its fence. The reason is mandatory.
+  server that blocks, or it is a fragment of a larger example) has
+  ``<!-- no-run: the reason -->`` on the line right above its fence. The reason is
+  mandatory.
+* Every fence names its language. Blocks in other languages (shell commands,
+  Bicep, JSON, KQL, output) are not Python examples; the language is what marks them.
 """
 
 from __future__ import annotations
 
 import ast
-import asyncio
-import inspect
 import re
 import sys
 import types
@@ -32,9 +30,7 @@ from typing import Any
 
 import pytest
 
-import tablesessions
-import tablesessions.aio
-from tablesessions.testing import AzuriteServer, unique_name
+from tablesessions.testing import AzuriteServer
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted((ROOT / "docs").glob("*.md")) + [p for p in [ROOT / "README.md"] if p.exists()]
@@ -107,38 +103,84 @@ def test_no_run_markers_sit_on_python_blocks() -> None:
 @pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=lambda p: p.name)
 def test_page_examples_run(page: Path, azurite: AzuriteServer, tmp_path: Path,
                            monkeypatch: pytest.MonkeyPatch) -> None:
-    conn = azurite.connection_string
-    monkeypatch.setenv("TABLESESSIONS_CONNECTION_STRING", conn)
+    monkeypatch.setenv("TABLESESSIONS_CONNECTION_STRING", azurite.connection_string)
+    for name in ("TABLESESSIONS_TABLE_ENDPOINT", "TABLESESSIONS_BLOB_ENDPOINT",
+                 "TABLESESSIONS_TABLE_NAME", "TABLESESSIONS_CONTAINER_NAME",
+                 "TABLESESSIONS_APP_NAME", "TABLESESSIONS_IDLE_TIMEOUT_SECONDS",
+                 "TABLESESSIONS_ABSOLUTE_TIMEOUT_SECONDS", "TABLESESSIONS_ENCRYPTION_KEYS"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-    table, container = unique_name("docs"), unique_name("docs")
-    store = tablesessions.SessionStore.from_connection_string(
-        conn, table_name=table, container_name=container)
-    store.create_storage()
-    loop = asyncio.new_event_loop()
-    async_store = tablesessions.aio.SessionStore.from_connection_string(
-        conn, table_name=table, container_name=container)
     # A real module, so that code which looks itself up (dataclasses, pickling,
     # typing.get_type_hints) works as it would in a file.
     module = types.ModuleType(f"docs_{page.stem.replace('-', '_')}")
     monkeypatch.setitem(sys.modules, module.__name__, module)
     namespace: dict[str, Any] = module.__dict__
-    namespace.update(conn_str=conn, CONNECTION_STRING=conn, store=store, async_store=async_store)
-    try:
+    for block in blocks_of(page):
+        if block.no_run is not None:
+            continue
+        # Padding to the block's line makes tracebacks point into the page.
+        try:
+            code = compile("\n" * block.line + block.code, block.where, "exec")
+        except SyntaxError as exc:
+            raise AssertionError(f"the example at {block.where} does not compile ({exc.msg}); "
+                                 "an async example runs itself with asyncio.run(...)") from exc
+        try:
+            exec(code, namespace)
+        except Exception as exc:
+            raise AssertionError(f"the example at {block.where} failed: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+
+
+#: Fence languages that are not Python examples (the label marks them as such).
+OTHER_LANGUAGES = frozenset({"bash", "console", "shell", "sh", "text", "json", "xml", "kusto",
+                             "bicep", "toml", "ini", "yaml", "html", "http", "diff"})
+
+
+def test_every_fence_names_its_language() -> None:
+    """An unlabelled block could be Python that never runs; a new label must be added here."""
+    unlabelled, unknown = [], []
+    for page in PAGES:
+        lines = page.read_text(encoding="utf-8").splitlines()
+        i = 0
+        while i < len(lines):
+            opening = FENCE_OPEN.match(lines[i])
+            if not opening:
+                i += 1
+                continue
+            fence = lines[i][: len(lines[i]) - len(lines[i].lstrip("`"))]
+            where = f"{page.relative_to(ROOT)}:{i + 1}"
+            lang = opening["lang"]
+            if not lang:
+                unlabelled.append(where)
+            elif lang not in OTHER_LANGUAGES | {"python", "py"}:
+                unknown.append(f"{where} ({lang})")
+            i += 1
+            while i < len(lines) and not lines[i].startswith(fence):
+                i += 1
+            i += 1
+    assert not unlabelled, f"code blocks without a language: {unlabelled}"
+    assert not unknown, f"unknown fence languages (python runs; add others here): {unknown}"
+
+
+def test_no_example_relies_on_names_it_does_not_define() -> None:
+    """The old convention pre-bound ``conn_str``, ``store`` and ``async_store``; a block
+    that still uses one without defining it on its page would only fail at run time."""
+    for page in RUNNABLE_PAGES:
+        defined: set[str] = set()
         for block in blocks_of(page):
             if block.no_run is not None:
                 continue
-            # Padding to the block's line makes tracebacks point into the page.
-            code = compile("\n" * block.line + block.code, block.where, "exec",
-                           flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-            try:
-                if code.co_flags & inspect.CO_COROUTINE:
-                    loop.run_until_complete(eval(code, namespace))
-                else:
-                    exec(code, namespace)
-            except Exception as exc:
-                raise AssertionError(f"the example at {block.where} failed: "
-                                     f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        store.close()
-        loop.run_until_complete(async_store.close())
-        loop.close()
+            tree = ast.parse(block.code)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    defined.add(node.id)
+                elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    defined.add(node.name)
+                elif isinstance(node, ast.alias):
+                    defined.add((node.asname or node.name).split(".")[0])
+                elif isinstance(node, ast.arg):
+                    defined.add(node.arg)
+            used = {n.id for n in ast.walk(tree)
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            stale = used & {"conn_str", "CONNECTION_STRING", "async_store", "store"} - defined
+            assert not stale, f"{block.where} uses {sorted(stale)} without defining it"

@@ -6,25 +6,14 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-import django
 import pytest
 from azure.data.tables import TableClient
 from django.conf import settings
 
+from .django_setup import configure
+
 if not settings.configured:
-    settings.configure(
-        DEBUG=False,
-        SECRET_KEY="framework-suite-secret",
-        ROOT_URLCONF=__name__,
-        ALLOWED_HOSTS=["testserver"],
-        INSTALLED_APPS=["django.contrib.sessions"],
-        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
-        SESSION_ENGINE="tablesessions.django",
-        SESSION_COOKIE_SECURE=True,
-        USE_TZ=True,
-        DATABASES={},
-    )
-    django.setup()
+    configure()
 
 from django.contrib.sessions.backends.base import UpdateError
 from django.core.management import call_command

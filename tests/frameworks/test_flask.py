@@ -102,19 +102,19 @@ def test_a_view_that_never_touches_the_session_makes_no_storage_call(
 
 
 def test_first_write_sets_a_signed_cookie_with_secure_defaults(
-        client: FlaskClient, request_counter: RequestCounter,
-        session_store: tablesessions.SessionStore) -> None:
-    response = client.post("/count")
+        client: FlaskClient, request_counter: RequestCounter) -> None:
+    response = client.post("/count", base_url="https://localhost")
     assert response.json == {"count": 1}
     assert request_counter.count == 1  # one insert
     value, attrs = only_cookie(response)
     assert COOKIE_RE.fullmatch(value)
-    assert {"httponly", "secure", "path"} <= attrs.keys()
+    assert {"httponly", "secure", "path"} <= attrs.keys()  # Secure: an https request
     assert attrs["samesite"] == "Lax"
     assert attrs["path"] == "/"
     assert "domain" not in attrs
-    idle = session_store.config.idle_timeout.total_seconds()
-    assert idle - 5 <= int(attrs["max-age"]) <= idle
+    # Not permanent (Flask's default): a browser-session cookie, as Flask sends.
+    assert "max-age" not in attrs
+    assert "expires" not in attrs
     assert "cookie" in vary(response)
 
 
@@ -209,25 +209,40 @@ def test_a_failed_request_persists_nothing(client: FlaskClient,
     assert client.get("/peek").json == {"count": 1, "user": None}
 
 
-@pytest.mark.parametrize(("config", "debug", "expected"), [
-    ({}, True, {"httponly": "", "samesite": "Lax", "path": "/"}),
-    ({"TABLESESSIONS_COOKIE_SECURE": False}, False, {"httponly": "", "samesite": "Lax",
-                                                    "path": "/"}),
-    ({"TABLESESSIONS_COOKIE_SECURE": True}, True, {"secure": "", "httponly": "",
-                                                  "samesite": "Lax", "path": "/"}),
-    ({"SESSION_COOKIE_SAMESITE": "Strict", "SESSION_COOKIE_DOMAIN": "example.test",
-      "SESSION_COOKIE_PATH": "/app", "SESSION_COOKIE_HTTPONLY": False},
-     False, {"secure": "", "samesite": "Strict", "domain": "example.test", "path": "/app"}),
+@pytest.mark.parametrize(("config", "base", "expected"), [
+    ({}, "http", {"httponly": "", "samesite": "Lax", "path": "/"}),
+    ({}, "https", {"secure": "", "httponly": "", "samesite": "Lax", "path": "/"}),
+    ({"TABLESESSIONS_COOKIE_SECURE": False}, "https", {"httponly": "", "samesite": "Lax",
+                                                      "path": "/"}),
+    ({"TABLESESSIONS_COOKIE_SECURE": True}, "http", {"secure": "", "httponly": "",
+                                                    "samesite": "Lax", "path": "/"}),
+    ({"SESSION_COOKIE_SECURE": True}, "http", {"secure": "", "httponly": "",
+                                              "samesite": "Lax", "path": "/"}),
+    ({"TABLESESSIONS_COOKIE_SAMESITE": None}, "http", {"httponly": "", "path": "/"}),
+    ({"SESSION_COOKIE_SAMESITE": "Strict", "SESSION_COOKIE_DOMAIN": ".example.test",
+      "SESSION_COOKIE_PATH": "/app", "SESSION_COOKIE_HTTPONLY": False,
+      "SESSION_COOKIE_PARTITIONED": True, "SESSION_COOKIE_SECURE": True},
+     "http", {"secure": "", "samesite": "Strict", "domain": "example.test", "path": "/app",
+              "partitioned": ""}),
 ])
 def test_cookie_flags_follow_the_config(session_store: tablesessions.SessionStore,
-                                        config: dict[str, Any], debug: bool,
+                                        config: dict[str, Any], base: str,
                                         expected: dict[str, str]) -> None:
+    # SESSION_COOKIE_DOMAIN is written as Flask (Werkzeug) writes it: no leading dot.
     app = make_app(session_store, **config)
-    app.debug = debug
-    response = app.test_client().post("/count")
+    response = app.test_client().post("/count", base_url=f"{base}://localhost")
     value, attrs = only_cookie(response)
     assert COOKIE_RE.fullmatch(value)
     assert {k: v for k, v in attrs.items() if k not in ("max-age", "expires")} == expected
+
+
+def test_a_leading_dot_domain_cookie_is_sent_back_by_werkzeug(
+        session_store: tablesessions.SessionStore) -> None:
+    # Issue 15: "Domain=.example.test" made Werkzeug's client drop the cookie.
+    app = make_app(session_store, SESSION_COOKIE_DOMAIN=".example.test")
+    client = app.test_client()
+    client.post("/count", base_url="http://www.example.test")
+    assert client.post("/count", base_url="http://www.example.test").json == {"count": 2}
 
 
 def test_rotated_secret_is_accepted_and_the_cookie_resigned(
@@ -247,9 +262,8 @@ def test_rotated_secret_is_accepted_and_the_cookie_resigned(
         old_cookie.value)
 
 
-def test_max_age_follows_the_sliding_expiry(azurite: AzuriteServer,
-                                            storage_names: tuple[str, str],
-                                            clock: FakeClock) -> None:
+def test_a_browser_session_expires_on_the_server_by_the_store_idle_timeout(
+        azurite: AzuriteServer, storage_names: tuple[str, str], clock: FakeClock) -> None:
     table, container = storage_names
     with tablesessions.SessionStore.from_connection_string(
             azurite.connection_string, table_name=table, container_name=container,
@@ -257,15 +271,191 @@ def test_max_age_follows_the_sliding_expiry(azurite: AzuriteServer,
         store.create_storage()
         client = make_app(store).test_client()
         _, attrs = only_cookie(client.post("/count"))
-        assert attrs["max-age"] == "600"
-        clock.advance(dt.timedelta(minutes=2))
-        assert set_cookies(client.get("/peek")) == []  # 8 of 10 minutes left: no refresh
-        clock.advance(dt.timedelta(minutes=4))
-        response = client.get("/peek")  # 4 left, under half: the store refreshes
-        _, attrs = only_cookie(response)
-        assert attrs["max-age"] == "600"
+        assert "max-age" not in attrs  # not permanent: a browser-session cookie
+        clock.advance(dt.timedelta(minutes=6))
+        response = client.get("/peek")  # 4 of 10 minutes left: the store refreshes
+        assert response.json == {"count": 1, "user": None}
+        assert set_cookies(response) == []  # no Max-Age to follow
+        clock.advance(dt.timedelta(minutes=9))
+        assert client.get("/peek").json == {"count": 1, "user": None}  # refreshed at 6
         clock.advance(dt.timedelta(minutes=11))
         assert client.get("/peek").json == {"count": 0, "user": None}  # idle expiry
+
+
+def permanent_app(store: tablesessions.SessionStore, **config: Any) -> Flask:
+    app = make_app(store, **config)
+
+    @app.post("/remember")
+    def remember() -> dict[str, Any]:
+        session["count"] = session.get("count", 0) + 1
+        session.permanent = True
+        return {"permanent": session.permanent}
+
+    @app.post("/forget")
+    def forget() -> dict[str, Any]:
+        session.permanent = False
+        return {"permanent": session.permanent}
+
+    @app.get("/is-permanent")
+    def is_permanent() -> dict[str, Any]:
+        return {"permanent": session.permanent}
+
+    return app
+
+
+def test_a_permanent_session_lives_permanent_session_lifetime_on_the_server(
+        azurite: AzuriteServer, storage_names: tuple[str, str], clock: FakeClock,
+        request_counter: RequestCounter) -> None:
+    table, container = storage_names
+    with tablesessions.SessionStore.from_connection_string(
+            azurite.connection_string, table_name=table, container_name=container, clock=clock,
+            client_options=request_counter.client_options()) as store:
+        store.create_storage()
+        app = permanent_app(store, PERMANENT_SESSION_LIFETIME=dt.timedelta(days=30))
+        client = app.test_client()
+        cookie, attrs = only_cookie(client.post("/remember"))
+        assert attrs["max-age"] == str(30 * 24 * 3600)  # "remember me" beyond the 12 h default
+        assert client.get("/is-permanent").json == {"permanent": True}
+        clock.advance(dt.timedelta(days=20))  # far past the store's 20 min and 12 h
+        request_counter.reset()
+        response = client.get("/peek")
+        assert response.json == {"count": 1, "user": None}
+        # SESSION_REFRESH_EACH_REQUEST (Flask's default) re-sends the cookie with
+        # the time left; the read-only request is still one storage call.
+        assert only_cookie(response)[1]["max-age"] == str(10 * 24 * 3600)
+        assert request_counter.count == 1
+        clock.advance(dt.timedelta(days=10, seconds=1))
+        replay = app.test_client()
+        replay.set_cookie("session", cookie)
+        assert replay.get("/peek").json == {"count": 0, "user": None}
+        session_id = CookieSigner(SECRET).unsign(cookie)
+        assert session_id is not None
+        assert store.get(session_id) is None  # refused by the store itself
+        clock.advance(dt.timedelta(minutes=3))  # past the sweeper's safety margin
+        assert store.sweep().deleted == 1
+
+
+def test_permanent_false_again_makes_a_browser_session(
+        session_store: tablesessions.SessionStore, request_counter: RequestCounter) -> None:
+    client = permanent_app(session_store).test_client()
+    assert "max-age" in only_cookie(client.post("/remember"))[1]
+    request_counter.reset()
+    response = client.post("/forget")
+    assert response.json == {"permanent": False}
+    assert "max-age" not in only_cookie(response)[1]
+    assert request_counter.count == 2  # read + the write of the new lifetime
+    assert client.get("/is-permanent").json == {"permanent": False}
+    request_counter.reset()
+    assert client.post("/forget").json == {"permanent": False}
+    assert request_counter.count == 1  # unchanged: read only
+
+
+def test_session_refresh_each_request_false_sends_no_cookie_on_reads(
+        session_store: tablesessions.SessionStore) -> None:
+    client = permanent_app(session_store, SESSION_REFRESH_EACH_REQUEST=False).test_client()
+    client.post("/remember")
+    assert set_cookies(client.get("/peek")) == []
+
+
+def test_a_read_under_a_wrong_secret_keeps_the_cookie(
+        session_store: tablesessions.SessionStore, request_counter: RequestCounter) -> None:
+    # Issue 15: a mis-rotated secret must not clear cookies; fixing it brings users back.
+    good = make_app(session_store)
+    client = good.test_client()
+    client.post("/count")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    wrong = make_app(session_store, SECRET_KEY="a-mistyped-secret").test_client()
+    wrong.set_cookie("session", cookie.value)
+    request_counter.reset()
+    response = wrong.get("/peek")
+    assert response.json == {"count": 0, "user": None}
+    assert set_cookies(response) == []
+    assert request_counter.count == 0
+    fixed = good.test_client()
+    fixed.set_cookie("session", cookie.value)
+    assert fixed.get("/peek").json == {"count": 1, "user": None}
+
+
+def test_flashed_messages_and_markup_round_trip_through_storage(
+        session_store: tablesessions.SessionStore) -> None:
+    from flask import flash, get_flashed_messages
+    from markupsafe import Markup
+
+    app = make_app(session_store)
+
+    @app.post("/flash")
+    def do_flash() -> str:
+        flash("saved", "info")
+        flash(Markup("<em>careful</em>"), "warning")
+        session["html"] = Markup("<b>bold</b>")
+        return ""
+
+    @app.get("/messages")
+    def messages() -> dict[str, Any]:
+        flashed = get_flashed_messages(with_categories=True)
+        html = session["html"]
+        return {"types": [type(m).__name__ for m in flashed],
+                "inner": [type(m[1]).__name__ for m in flashed],
+                "flashed": [list(m) for m in flashed], "html": type(html).__name__}
+
+    client = app.test_client()
+    client.post("/flash")
+    assert client.get("/messages").json == {
+        "types": ["tuple", "tuple"], "inner": ["str", "Markup"],
+        "flashed": [["info", "saved"], ["warning", "<em>careful</em>"]], "html": "Markup"}
+
+
+def test_an_unsupported_value_fails_the_request_and_stores_nothing(
+        session_store: tablesessions.SessionStore, request_counter: RequestCounter) -> None:
+    app = make_app(session_store)
+
+    @app.post("/set")
+    def set_a_set() -> str:
+        session["tags"] = {"a", "b"}
+        return ""
+
+    request_counter.reset()
+    assert app.test_client().post("/set").status_code == 500
+    assert request_counter.count == 0
+
+
+@pytest.mark.parametrize(("config", "error", "match"), [
+    ({"TABLESESSIONS_TABEL_NAME": "x"}, ValueError, "TABLESESSIONS_TABEL_NAME"),
+    ({"TABLESESSIONS_IDLE_TIMEOUT_SECONDS": "20m"}, ValueError,
+     "TABLESESSIONS_IDLE_TIMEOUT_SECONDS"),
+    ({"TABLESESSIONS_IDLE_TIMEOUT_SECONDS": [60]}, TypeError,
+     "TABLESESSIONS_IDLE_TIMEOUT_SECONDS"),
+    ({"TABLESESSIONS_OPTIONS": "strict"}, TypeError, "TABLESESSIONS_OPTIONS"),
+    ({"TABLESESSIONS_COOKIE_SECURE": "yes"}, TypeError, "TABLESESSIONS_COOKIE_SECURE"),
+    ({"TABLESESSIONS_COOKIE_SAMESITE": "sometimes"}, ValueError,
+     "TABLESESSIONS_COOKIE_SAMESITE"),
+    ({"SESSION_COOKIE_SAMESITE": "sometimes"}, ValueError, "SESSION_COOKIE_SAMESITE"),
+    ({"SESSION_REFRESH_EACH_REQUEST": "false"}, TypeError, "SESSION_REFRESH_EACH_REQUEST"),
+    ({"PERMANENT_SESSION_LIFETIME": "31 days"}, TypeError, "PERMANENT_SESSION_LIFETIME"),
+    ({"PERMANENT_SESSION_LIFETIME": 0}, ValueError, "PERMANENT_SESSION_LIFETIME"),
+    ({"SECRET_KEY_FALLBACKS": "old"}, TypeError, "SECRET_KEY_FALLBACKS"),
+    ({"SESSION_COOKIE_NAME": "a b"}, ValueError, "SESSION_COOKIE"),
+])
+def test_init_app_checks_the_settings_naming_the_bad_one(
+        session_store: tablesessions.SessionStore, request_counter: RequestCounter,
+        config: dict[str, Any], error: type[Exception], match: str) -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, **config)
+    with pytest.raises(error, match=match):
+        TableSessions(app, store=session_store)
+    assert request_counter.count == 0
+
+
+def test_init_app_without_a_store_checks_before_connecting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TABLESESSIONS_CONNECTION_STRING", "TABLESESSIONS_TABLE_ENDPOINT",
+                 "TABLESESSIONS_BLOB_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET, TABLESESSIONS_ABSOLUTE_TIMEOUT_SECONDS=True)
+    with pytest.raises(TypeError, match="TABLESESSIONS_ABSOLUTE_TIMEOUT_SECONDS"):
+        TableSessions(app)
 
 
 def test_store_built_from_app_config(azurite: AzuriteServer,
@@ -349,3 +539,22 @@ def test_a_large_session_overflows_to_a_blob_and_reads_back(
     request_counter.reset()
     assert client.get("/upload").json == {"size": len(payload)}
     assert request_counter.count_where(service="blob") == 1  # the blob read
+
+
+def test_storage_calls_per_request_match_docs_cost(
+        client: FlaskClient, request_counter: RequestCounter) -> None:
+    # docs/cost.md: create 1, untouched 0, forged 0, read-only 1, modify 2, logout 2.
+    forged = CookieSigner("another-secret").sign(tablesessions.new_session_id())
+    counts = {}
+    for name, method, path in [("create", "post", "/count"), ("untouched", "get", "/plain"),
+                               ("read-only", "get", "/peek"), ("modify", "post", "/count"),
+                               ("logout", "post", "/logout")]:
+        request_counter.reset()
+        getattr(client, method)(path)
+        counts[name] = request_counter.count
+    request_counter.reset()
+    app = client.application
+    app.test_client().get("/peek", headers={"Cookie": f"session={forged}"})
+    counts["forged"] = request_counter.count
+    assert counts == {"create": 1, "untouched": 0, "read-only": 1, "modify": 2, "logout": 2,
+                      "forged": 0}

@@ -195,6 +195,8 @@ def test_find_azurite_error_names_every_place_it_looked(
     assert "AZURITE_BIN" in message
     assert "PATH" in message
     assert "node_modules/.bin/azurite" in message
+    # Advice a pip user can follow: no repository of ours needed (issue 17).
+    assert "npm install --save-dev azurite@3.35.0" in message
 
 
 def test_early_exit_reports_the_output_tail(tmp_path: Path) -> None:

@@ -314,3 +314,60 @@ def test_plan_validation() -> None:
     with pytest.raises(ValueError):
         FaultPlan(kinds={"teapot": 1})
     assert FaultPlan(methods={"put"}).methods == frozenset({"PUT"})
+
+
+# -- hung connections and latency ranges (issue 14) ------------------------------------
+
+
+def _timeout_client(fault_proxy: FaultProxyPair, table_name: str) -> TableClient:
+    return TableClient.from_connection_string(
+        fault_proxy.connection_string, table_name=table_name, retry_total=0, read_timeout=0.3)
+
+
+def test_hold_forwards_then_withholds_the_answer(
+    fault_proxy: FaultProxyPair, table_name: str, direct_table: TableClient
+) -> None:
+    fault_proxy.configure(hold=30.0)
+    fault_proxy.table.fail_next(Fault.HOLD)
+    with _timeout_client(fault_proxy, table_name) as client:
+        started = time.monotonic()
+        with pytest.raises(ServiceResponseError):  # the read timeout, not a reset
+            client.create_entity(_entity("x", v="held"))
+        assert 0.3 <= time.monotonic() - started < 5
+        # The write landed before the answer was held: an ambiguous write.
+        assert direct_table.get_entity("p", "x")["v"] == "held"
+        assert fault_proxy.table.stats.forwarded == 1
+        assert client.get_entity("p", "x")["v"] == "held"  # a fresh connection works
+
+
+def test_half_open_is_silent_and_forwards_nothing(
+    fault_proxy: FaultProxyPair, table_name: str, direct_table: TableClient
+) -> None:
+    fault_proxy.configure(hold=30.0)
+    fault_proxy.table.fail_next(Fault.HALF_OPEN)
+    with _timeout_client(fault_proxy, table_name) as client:
+        started = time.monotonic()
+        with pytest.raises(ServiceResponseError):
+            client.create_entity(_entity("x"))
+        assert 0.3 <= time.monotonic() - started < 5
+        assert fault_proxy.table.stats.forwarded == 0
+        with pytest.raises(ResourceNotFoundError):
+            direct_table.get_entity("p", "x")
+
+
+def test_delay_range_and_hung_kinds_are_opt_in(
+    fault_proxy: FaultProxyPair, proxied_table: TableClient
+) -> None:
+    assert not set(FaultPlan().kinds) & {Fault.HOLD, Fault.HALF_OPEN}
+    proxied_table.upsert_entity(_entity("x"))
+    fault_proxy.configure(delay=0.2, delay_max=0.4, seed=3)
+    waits = []
+    for _ in range(3):
+        fault_proxy.table.fail_next(Fault.DELAY)
+        started = time.monotonic()
+        proxied_table.get_entity("p", "x")
+        waits.append(time.monotonic() - started)
+    assert all(0.2 <= w < 0.4 + 0.3 for w in waits), waits
+    assert len({round(w, 2) for w in waits}) > 1, "the delay was not drawn from the range"
+    with pytest.raises(ValueError):
+        FaultPlan(delay=1.0, delay_max=0.5)

@@ -20,9 +20,15 @@ What one run does, per step (seeded, so a run is repeatable):
   changed keys (or nothing, if it was deleted meanwhile).
 * ``delete``: by id or by a fresh ``Session``.
 
-Then a clean store, not behind the proxy, reads every id ever created and the
-raw table and container are listed: the state must equal the model exactly, and
-every blob must be referenced by exactly one live row.
+Then, once the proxies have stopped (so no held or delayed request can still
+land), a clean store reads every id ever created and the raw table and
+container are listed: the state must equal the model exactly, and every blob
+must be referenced by exactly one live row.
+
+An operation that raises is counted as a surfaced error, by type. Its outcome
+is unknown (the write may have landed), so its session leaves the workload and
+must end in one of the two states the write could leave: before or after.
+Surfaced errors are never lost *acknowledged* writes.
 """
 
 from __future__ import annotations
@@ -59,8 +65,16 @@ from tests.conftest import Face, FakeClock
 
 FaceKind = Literal["sync", "async"]
 
-#: The fault mix: every kind the proxy knows, equally likely.
-FAULT_KINDS: dict[Fault | str, float] = {kind: 1.0 for kind in Fault}
+#: The fault mix of issue 14: resets, 503s, 0.2-3 s latency, held answers and
+#: half-open connections, equally likely.
+FAULT_KINDS: dict[Fault | str, float] = {
+    Fault.RESET: 1.0, Fault.BUSY_503: 1.0, Fault.DELAY: 1.0, Fault.HOLD: 1.0,
+    Fault.HALF_OPEN: 1.0,
+}
+#: Every kind the proxy knows, for :func:`run_fault_scenario` ``kinds=``.
+ALL_KINDS: dict[Fault | str, float] = {kind: 1.0 for kind in Fault}
+DELAY = (0.2, 3.0)  # seconds a "latency" fault waits before forwarding
+HOLD = 10.0  # seconds a held answer / half-open connection stays silent: > any deadline
 #: Store options of the run. Idle expiry of a day with a 0.99 refresh threshold:
 #: nothing expires during a run (2,000 steps x 30 s < 17 h), yet an unmodified
 #: save refreshes once a session is ~15 minutes (30 steps) old.
@@ -90,7 +104,11 @@ class Figures:
     face: str
     seed: int
     fault_rate: float
+    deadline: float = 0.0
+    fault_mix: str = ""
     operations: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    uncertain: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)
     acknowledged_writes: int = 0
     requests: int = 0
@@ -108,6 +126,11 @@ class Figures:
     mismatches: list[str] = field(default_factory=list)
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def surfaced(self) -> int:
+        """Operations that raised to the caller."""
+        return sum(self.errors.values())
 
     @property
     def faults_injected(self) -> int:
@@ -132,9 +155,12 @@ class Figures:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.by_kind.items()))
         retried = ", ".join(f"{k} {v}" for k, v in self.retries_by_error.most_common())
         share = self.faults_injected / max(self.requests, 1)
+        errors = ", ".join(f"{k} {v}" for k, v in self.errors.most_common())
         return [
             ("face", self.face),
             ("seed", str(self.seed)),
+            ("fault mix", self.fault_mix),
+            ("request deadline (s)", f"{self.deadline:g}"),
             ("session operations (get/save/delete calls)", f"{self.operations:,}"),
             ("steps by kind", kinds),
             ("acknowledged writes (saves that wrote, deletes)", f"{self.acknowledged_writes:,}"),
@@ -144,7 +170,9 @@ class Figures:
             ("retries (tenacity)", f"{self.retries:,}"),
             ("retries by error", retried),
             ("re-sends below the SDK pipeline (aiohttp)", f"{self.transport_retries:,}"),
-            ("errors escaped", "0"),
+            ("errors surfaced to the caller",
+             f"{self.surfaced} ({self.surfaced / max(self.operations, 1):.2%} of operations)"
+             + (f": {errors}" if errors else "")),
             ("sessions created / live at end / overflowed at end",
              f"{self.sessions_created} / {self.live_at_end} / {self.overflowed_at_end}"),
             ("blobs at end / orphans / missing",
@@ -165,6 +193,10 @@ class Figures:
 
 class ScenarioError(AssertionError):
     """An operation raised although the retry budget should have absorbed the fault."""
+
+
+class _Failed(Exception):
+    """An operation surfaced an error (counted); the step stops there."""
 
 
 class _RetryCounter(logging.Handler):
@@ -226,6 +258,11 @@ class _Run:
         self.stash: dict[str, Session] = {}
         self.created: list[str] = []
         self.serial = 0
+        #: sessions a failed write left in one of these states (None: no session)
+        self.uncertain: dict[str, list[Record | None]] = {}
+        #: the session the write in flight touches, and the states it may leave
+        self.at_risk: tuple[str, list[Record | None]] | None = None
+        self.raise_errors = False
 
     # -- values ------------------------------------------------------------
     def _value(self) -> Any:
@@ -251,11 +288,36 @@ class _Run:
         try:
             result = await coro
         except Exception as exc:
-            raise ScenarioError(f"{what} raised {type(exc).__name__} within the retry "
-                                f"budget (operation #{self.figures.operations + 1})") from exc
+            if self.raise_errors:
+                raise ScenarioError(f"{what} raised {type(exc).__name__} within the retry "
+                                    f"budget (operation #{self.figures.operations + 1})"
+                                    ) from exc
+            self.figures.latencies.append(time.perf_counter() - started)
+            self.figures.operations += 1
+            self.figures.errors[type(exc).__name__] += 1
+            raise _Failed from exc
         self.figures.latencies.append(time.perf_counter() - started)
         self.figures.operations += 1
+        self.at_risk = None
         return result
+
+    def _risk(self, sid: str, *states: Record | None) -> None:
+        """Declare the states the next write may leave ``sid`` in, should it fail."""
+        self.at_risk = (sid, list(states))
+
+    def failed(self) -> None:
+        """After a surfaced error: a write's session leaves the workload, uncertain."""
+        if self.at_risk is None:
+            return  # a read: nothing changed
+        sid, states = self.at_risk
+        self.at_risk = None
+        self.uncertain[sid] = states
+        self.live.pop(sid, None)
+        self.stash.pop(sid, None)
+        if sid in self.gone:
+            self.gone.remove(sid)
+        if sid not in self.created:
+            self.created.append(sid)
 
     async def _get_checked(self, sid: str) -> Session | None:
         session: Session | None = await self._call("get", self.store.get(sid))
@@ -265,8 +327,12 @@ class _Run:
                 self.figures.mismatches.append(f"{sid[:8]}: deleted/unknown id read back")
         elif session is None:
             self.figures.mismatches.append(f"{sid[:8]}: acknowledged session missing")
-        elif dict(session) != expected.data or session.expires_at != expected.expires:
-            self.figures.mismatches.append(f"{sid[:8]}: read back differs from the model")
+        elif dict(session) != expected.data:
+            self.figures.mismatches.append(f"{sid[:8]}: read back data differs from the model")
+        elif session.expires_at != expected.expires:
+            behind = (expected.expires - session.expires_at).total_seconds()
+            self.figures.mismatches.append(f"{sid[:8]}: read back expiry {behind:+.0f} s "
+                                           "behind the model")
         return session
 
     def _due(self, record: Record) -> bool:
@@ -298,6 +364,7 @@ class _Run:
         session = self.store.new()
         for key in self.rng.sample(KEYS, self.rng.randint(1, 4)):
             session[key] = self._value()
+        self._risk(session.id, None, Record(copy.deepcopy(dict(session)), self.clock() + IDLE))
         await self._call("save(new)", self.store.save(session))
         self.live[session.id] = Record(copy.deepcopy(dict(session)), self.clock() + IDLE)
         self.created.append(session.id)
@@ -324,6 +391,10 @@ class _Run:
         record = self.live[sid]
         self._mutate(session)
         after = copy.deepcopy(dict(session))
+        if _shape(after) != _shape(record.data):
+            self._risk(sid, record, Record(after, self.clock() + IDLE))
+        else:
+            self._risk(sid, record, Record(record.data, self.clock() + IDLE))
         await self._call("save(modify)", self.store.save(session))
         # Setting a key then deleting it (or setting an equal value) is no change:
         # the store writes nothing, and only the refresh rule moves the expiry.
@@ -345,6 +416,8 @@ class _Run:
         if session is None:
             return
         due = self._due(self.live[sid])
+        record = self.live[sid]
+        self._risk(sid, record, Record(record.data, self.clock() + IDLE))
         await self._call("save(touch)", self.store.save(session))
         if due:
             self.live[sid].expires = self.clock() + IDLE
@@ -372,6 +445,17 @@ class _Run:
         changed = {k for k in before.keys() | ours.keys() if before.get(k) != ours.get(k)}
         if not changed:
             return None
+        current = self.live.get(sid)
+        if current is None:
+            self._risk(sid, None)
+        else:
+            merged_if = dict(current.data)
+            for key in changed:
+                if key in ours:
+                    merged_if[key] = copy.deepcopy(ours[key])
+                else:
+                    merged_if.pop(key, None)
+            self._risk(sid, current, Record(merged_if, self.clock() + IDLE))
         await self._call("save(stale)", self.store.save(session))
         record = self.live.get(sid)
         if record is None:  # deleted meanwhile: the stale save must not resurrect it
@@ -395,9 +479,11 @@ class _Run:
         if sid is None:
             return
         if self.rng.random() < 0.5:
+            self._risk(sid, self.live[sid], None)
             await self._call("delete(id)", self.store.delete(sid))
         else:
             session = await self._get_checked(sid)
+            self._risk(sid, self.live[sid], None)
             await self._call("delete(session)", self.store.delete(session))
         del self.live[sid]
         self.gone.append(sid)
@@ -411,33 +497,56 @@ def _shape(data: dict[str, Any]) -> dict[str, str]:
 STEPS = {"new": 12, "read": 30, "modify": 25, "touch": 12, "stash": 5, "stale": 8, "delete": 8}
 
 
+def _matches(session: Session | None, state: Record | None) -> bool:
+    if session is None or state is None:
+        return session is None and state is None
+    return dict(session) == state.data and session.expires_at == state.expires
+
+
 async def _verify(run: _Run, clean: Face, table: TableClient, container: ContainerClient) -> None:
     """Compare storage, read without faults, with the model; count what is off."""
     figures = run.figures
+    expected_keys = {row_key_for(sid) for sid in run.live}
     for sid in run.created:
         session: Session | None = await clean.get(sid)
+        if sid in run.uncertain:  # a failed write: either state it could leave is right
+            if not any(_matches(session, state) for state in run.uncertain[sid]):
+                figures.mismatches.append(f"{sid[:8]}: a failed write left neither state")
+            elif session is not None:
+                expected_keys.add(row_key_for(sid))
+            continue
         expected = run.live.get(sid)
         if expected is None:
             if session is not None:
                 figures.mismatches.append(f"{sid[:8]}: deleted session is back")
                 figures.lost_writes += 1
-        elif session is None or dict(session) != expected.data \
-                or session.expires_at != expected.expires:
+        elif not _matches(session, expected):
             figures.mismatches.append(f"{sid[:8]}: final state differs from the model")
             figures.lost_writes += 1
     rows = [r for r in table.list_entities(select=["RowKey", "ExpiresAt", "BlobName", "Deleted"])
             if not r.get("Deleted")]  # logout tombstones are the sweeper's to remove
-    expected_keys = {row_key_for(sid) for sid in run.live}
     extra = {str(r["RowKey"]) for r in rows} - expected_keys
     if extra:
         figures.mismatches.append(f"{len(extra)} rows in the table the model does not have")
     referenced = {str(r["BlobName"]) for r in rows if r.get("BlobName")}
     blobs = {b.name for b in container.list_blobs()}
+    figures.uncertain = len(run.uncertain)
     figures.live_at_end = len(run.live)
     figures.overflowed_at_end = len(referenced)
     figures.blobs_at_end = len(blobs)
     figures.orphan_blobs = len(blobs - referenced)
     figures.missing_blobs = len(referenced - blobs)
+
+
+def describe_mix(rate: float, kinds: dict[Fault | str, float], delay: tuple[float, float],
+                 hold: float) -> str:
+    """The fault mix in words, for the report."""
+    total = sum(kinds.values())
+    names = {Fault.DELAY: f"latency {delay[0]:g}-{delay[1]:g} s",
+             Fault.HOLD: f"held answer ({hold:g} s)", Fault.HALF_OPEN: "half-open connection"}
+    parts = [f"{names.get(Fault(k), Fault(k).value)} {rate * w / total:.1%}"
+             for k, w in kinds.items() if w]
+    return f"{rate:.0%} of requests: " + ", ".join(parts)
 
 
 async def run_fault_scenario(
@@ -447,23 +556,32 @@ async def run_fault_scenario(
     operations: int = 2000,
     seed: int = 20240,
     fault_rate: float = 0.2,
-    delay: float = 0.1,
+    kinds: dict[Fault | str, float] | None = None,
+    delay: tuple[float, float] = DELAY,
+    hold: float = HOLD,
     retry: RetryPolicy | None = None,
+    raise_errors: bool = False,
+    **store_options: Any,
 ) -> Figures:
     """Run the scenario on one face against ``azurite``, through a fresh pair of
     fault proxies, on fresh storage.
 
     :param operations: stop after at least this many get/save/delete calls.
     :param fault_rate: share of HTTP requests (table and blob alike) that get a fault.
-    :param delay: seconds a ``delay`` fault holds a request (below the read timeout,
-        so a delayed request is slow, not failed).
-    :param retry: the proxied store's policy; generous by default so that a 20%
-        fault rate stays within budget (P[8 faults in a row] = 0.2**8 = 2.6e-6).
+    :param kinds: the fault mix by weight (default :data:`FAULT_KINDS`, issue 14's).
+    :param delay: (min, max) seconds a ``delay`` fault waits before forwarding.
+    :param hold: seconds a held answer or a half-open connection stays silent.
+    :param retry: the proxied store's policy; by default the request-path
+        default, ``RetryPolicy()`` (4 attempts within 2 s), as an app gets it.
+    :param raise_errors: raise :class:`ScenarioError` on the first surfaced
+        error instead of counting it.
+    :param store_options: more options for the proxied store (e.g. ``read_timeout``).
     :returns: the figures; the caller asserts on them.
-    :raises ScenarioError: when an operation raised (chained to the error).
     """
-    retry = retry or RetryPolicy(max_attempts=8, deadline=10.0)
-    figures = Figures(face=face, seed=seed, fault_rate=fault_rate)
+    retry = retry or RetryPolicy()
+    kinds = FAULT_KINDS if kinds is None else kinds
+    figures = Figures(face=face, seed=seed, fault_rate=fault_rate, deadline=retry.deadline,
+                      fault_mix=describe_mix(fault_rate, kinds, delay, hold))
     clock = FakeClock()
     table_name, container_name = unique_name("rel"), unique_name("rel")
     options = {**STORE_OPTIONS, "clock": clock}
@@ -472,42 +590,49 @@ async def run_fault_scenario(
     raw_table = TableClient.from_connection_string(azurite.connection_string, table_name)
     raw_container = ContainerClient.from_connection_string(azurite.connection_string,
                                                            container_name)
-    with FaultProxyPair(azurite) as proxies:
-        store = open_face(face, proxies.connection_string, table_name, container_name,
-                          retry=retry, client_options=counter.client_options(), **options)
-        try:
-            await clean.create_storage()
-            # Different seeds per proxy: the table and blob fault sequences are independent.
-            for proxy, proxy_seed in ((proxies.table, seed), (proxies.blob, seed + 1)):
-                proxy.configure(FaultPlan(rate=fault_rate, kinds=FAULT_KINDS, seed=proxy_seed,
-                                          delay=delay))
-            run = _Run(store, clock, random.Random(seed), figures)
-            steps, weights = list(STEPS), list(STEPS.values())
-            actions = {"new": run.new, "read": run.read, "modify": run.modify,
-                       "touch": run.touch, "stash": run.stash_one, "stale": run.stale,
-                       "delete": run.delete}
-            started = time.perf_counter()
-            with _counting_retries() as retries:
-                while figures.operations < operations:
-                    kind = run.rng.choices(steps, weights)[0]
-                    figures.by_kind[kind] += 1
-                    clock.advance(STEP)
-                    await actions[kind]()
-            figures.seconds = time.perf_counter() - started
-            stats = proxies.stats
-            proxies.clear()
-            figures.requests = stats.seen
-            figures.pipeline_requests = counter.count
-            figures.faults = {kind.value: n for kind, n in stats.faults.items()}
-            figures.retries = sum(retries.by_error.values())
-            figures.retries_by_error = retries.by_error
-            figures.sessions_created = len(run.created)
-            await _verify(run, clean, raw_table, raw_container)
-        finally:
-            await store.close()
-            await clean.close()
-            raw_table.close()
-            raw_container.close()
+    try:
+        with FaultProxyPair(azurite) as proxies:
+            store = open_face(face, proxies.connection_string, table_name, container_name,
+                              retry=retry, client_options=counter.client_options(),
+                              **options, **store_options)
+            try:
+                await clean.create_storage()
+                # Different seeds per proxy: the table and blob fault sequences are independent.
+                for proxy, proxy_seed in ((proxies.table, seed), (proxies.blob, seed + 1)):
+                    proxy.configure(FaultPlan(rate=fault_rate, kinds=kinds, seed=proxy_seed,
+                                              delay=delay[0], delay_max=delay[1], hold=hold))
+                run = _Run(store, clock, random.Random(seed), figures)
+                run.raise_errors = raise_errors
+                steps, weights = list(STEPS), list(STEPS.values())
+                actions = {"new": run.new, "read": run.read, "modify": run.modify,
+                           "touch": run.touch, "stash": run.stash_one, "stale": run.stale,
+                           "delete": run.delete}
+                started = time.perf_counter()
+                with _counting_retries() as retries:
+                    while figures.operations < operations:
+                        kind = run.rng.choices(steps, weights)[0]
+                        figures.by_kind[kind] += 1
+                        clock.advance(STEP)
+                        try:
+                            await actions[kind]()
+                        except _Failed:
+                            run.failed()
+                figures.seconds = time.perf_counter() - started
+                stats = proxies.stats
+                figures.requests = stats.seen
+                figures.pipeline_requests = counter.count
+                figures.faults = {kind.value: n for kind, n in stats.faults.items()}
+                figures.retries = sum(retries.by_error.values())
+                figures.retries_by_error = retries.by_error
+                figures.sessions_created = len(run.created)
+            finally:
+                await store.close()
+        # The proxies have stopped: no held or delayed request can land any more.
+        await _verify(run, clean, raw_table, raw_container)
+    finally:
+        await clean.close()
+        raw_table.close()
+        raw_container.close()
     return figures
 
 

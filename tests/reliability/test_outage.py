@@ -97,8 +97,8 @@ async def test_an_outage_surfaces_within_the_deadline(
           f"{elapsed:.2f} s, {fault_proxy.stats.seen} requests")  # figures for the docs
     assert isinstance(outcome, AzureError), f"expected an Azure error, got {outcome!r}"
     assert elapsed <= DEADLINE + MARGIN, f"{op} took {elapsed:.2f} s under a {kind.value} outage"
-    if kind is not Fault.DELAY:
-        assert fault_proxy.stats.seen > 1, "a fast failure must be retried within the deadline"
+    # A hang too: each attempt waits a share of the time left, not all of it.
+    assert fault_proxy.stats.seen > 1, "a failure must be retried within the deadline"
     # The outage ends: the same store works again at once (no poisoned connection pool).
     fault_proxy.clear()
     stored = await proxied.get(session.id)

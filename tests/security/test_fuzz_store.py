@@ -2,7 +2,9 @@
 
 Case counts: 10,000 generated ids through get/delete/lock (no storage call may
 happen), 10,000 generated values and keys through the codec, 300 of them
-through real Azurite and back, and 300 garbage payloads planted in storage.
+through real Azurite and back, and 300 garbage payloads planted in storage. Those are
+the exhaustive budgets, which CI runs; the everyday gate runs a tenth of each
+(``tests/budgets.py``).
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import tablesessions
 from tablesessions import SessionDecodeError
 from tablesessions._payload import assemble, decode_entries, encode_key, split
 from tablesessions.testing import AzuriteServer, RequestCounter
+from tests.budgets import cases
 
-FUZZ = settings(max_examples=10_000, deadline=None, database=None,
+FUZZ = settings(max_examples=cases(10_000), deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
-STORAGE = settings(max_examples=300, deadline=None, database=None,
+STORAGE = settings(max_examples=cases(300), deadline=None, database=None,
                    suppress_health_check=[HealthCheck.function_scoped_fixture,
                                           HealthCheck.too_slow])
 

@@ -38,7 +38,8 @@ def test_both_deadlines_are_checked() -> None:
 
 
 def test_new_sessions_expire_at_the_earlier_deadline(clock: FakeClock) -> None:
-    r = rules(clock, idle_timeout=dt.timedelta(hours=2), absolute_timeout=dt.timedelta(hours=1))
+    # Equal timeouts: an idle timeout longer than the absolute one is refused (issue 17).
+    r = rules(clock, idle_timeout=dt.timedelta(hours=1), absolute_timeout=dt.timedelta(hours=1))
     s = r.new_session(new_session_id())
     assert s.expires_at == s.absolute_expires_at == clock.now + dt.timedelta(hours=1)
 

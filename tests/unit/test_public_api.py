@@ -12,7 +12,8 @@ import tablesessions.exceptions as exc
 def test_exported_members() -> None:
     assert sorted(tablesessions.__all__) == sorted([
         "LockTimeoutError", "RetryPolicy", "Session", "SessionConflictError",
-        "SessionDecodeError", "SessionStore", "SessionTooLargeError", "StoreConfig",
+        "SessionDecodeError", "SessionStore", "SessionTooLargeError", "StorageNotFoundError",
+        "StoreConfig",
         "SweepReport", "TableSessionsError", "__version__", "is_transient",
         "is_valid_session_id", "new_session_id",
     ])
@@ -22,7 +23,7 @@ def test_exported_members() -> None:
 
 def test_errors_share_one_base_and_are_reexported() -> None:
     for name in ("SessionTooLargeError", "SessionConflictError", "SessionDecodeError",
-                 "LockTimeoutError"):
+                 "LockTimeoutError", "StorageNotFoundError"):
         cls = getattr(exc, name)
         assert issubclass(cls, exc.TableSessionsError)
         assert getattr(tablesessions, name) is cls

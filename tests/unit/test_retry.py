@@ -153,6 +153,9 @@ def test_documented_defaults() -> None:
         {"deadline": math.nan},
         {"initial_backoff": math.nan},
         {"max_backoff": math.nan},
+        {"attempt_share": 0.0},
+        {"attempt_share": 1.5},
+        {"attempt_share": math.nan},
     ],
     ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()),
 )
@@ -210,6 +213,21 @@ def _failing(fake: FakeTime, exc: BaseException, cost: float = 0.0) -> tuple[lis
         raise exc
 
     return calls, call
+
+
+def test_attempt_timeouts_are_a_share_of_the_time_left(fake_time: FakeTime) -> None:
+    """Issue 14: a hung attempt must leave time for another (0.5 of 2 s = 1 s)."""
+    policy = RetryPolicy()
+    assert policy.attempt_share == 0.5
+    deadline = Deadline(policy.deadline)
+    assert policy.attempt_timeout(deadline, 5.0) == pytest.approx(1.0)  # the share acts
+    assert policy.attempt_timeout(deadline, 0.3) == pytest.approx(0.3)  # the cap acts
+    fake_time.now += 1.0  # a hung first attempt used its second
+    assert policy.attempt_timeout(deadline, 5.0) == pytest.approx(0.5)
+    fake_time.now += 5.0  # spent: still one real try, never zero or negative
+    assert policy.attempt_timeout(deadline, 5.0) == retry_module.MIN_ATTEMPT_TIMEOUT
+    background = RetryPolicy.background()
+    assert background.attempt_timeout(Deadline(background.deadline), 5.0) == 5.0
 
 
 def test_attempts_are_bounded(fake_time: FakeTime) -> None:

@@ -49,8 +49,36 @@ def test_nan_and_infinity_round_trip() -> None:
     assert roundtrip(float("inf")) == float("inf")
 
 
-def test_tuples_come_back_as_lists() -> None:
-    assert roundtrip(("message", "category")) == ["message", "category"]
+@pytest.mark.parametrize("value", [
+    ("message", "category"), (), (1, (2, [3, (4,)])), [("error", "x"), ("info", "y")],
+    (b"a", {"b": (b"c",)}),  # byte segments inside tuples keep their order
+    {"$t": [1]}, {"$markup": "<b>"},  # user dicts shaped like the new tags
+])
+def test_tuples_round_trip_as_tuples(value: Any) -> None:
+    # Flask's flashed messages are (category, message) tuples (issue 15).
+    out = roundtrip(value)
+    assert out == value
+    assert repr(out) == repr(value)  # tuples stay tuples at every depth
+
+
+def test_markup_round_trips_as_markup() -> None:
+    from markupsafe import Markup
+
+    out = roundtrip([("warning", Markup("<em>Testing</em>")), Markup("a &amp; b")])
+    assert out == [("warning", Markup("<em>Testing</em>")), Markup("a &amp; b")]
+    assert type(out[0][1]) is Markup
+    assert type(out[1]) is Markup
+    assert type(roundtrip("<em>plain</em>")) is str  # a plain str is not escaped markup
+
+
+def test_objects_with_dunder_html_are_stored_as_markup_like_flask() -> None:
+    from markupsafe import Markup
+
+    class Widget:
+        def __html__(self) -> str:
+            return "<i>w</i>"
+
+    assert roundtrip(Widget()) == Markup("<i>w</i>")
 
 
 def test_bytes_travel_as_raw_segments_not_base64() -> None:

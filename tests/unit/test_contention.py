@@ -1,0 +1,151 @@
+"""Conflict rounds, driven by hand (sans-I/O): jittered backoff, bounded by the
+operation's deadline, every write conditional on an ETag."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ResourceModifiedError
+
+from tablesessions import SessionConflictError, StoreConfig, _contention, _ops
+from tablesessions._core import Rules
+from tablesessions._effects import Op, ReadEntity, Row, Sleep, TimeLeft, UpdateEntity
+from tablesessions._ids import new_session_id
+from tablesessions.models import Session
+
+from ..conftest import FakeClock
+
+
+class Contended:
+    """Answers a save as a row that another writer changes before every write:
+    each write gets 412, each read a fresh live copy. Time passes 10 ms per
+    storage call and as slept."""
+
+    def __init__(self, rules: Rules, session: Session, deadline: float | None) -> None:
+        self.rules, self.session, self.deadline = rules, session, deadline
+        self.elapsed = 0.0
+        self.sleeps: list[float] = []
+        self.writes: list[UpdateEntity] = []
+        self.reads = 0
+
+    def row(self) -> Row:
+        other = Session(self.session.id, {"theirs": self.reads}, created_at=self.rules.now(),
+                        expires_at=self.session.expires_at,
+                        absolute_expires_at=self.session.absolute_expires_at)
+        pk, rk = self.rules.keys(self.session.id)
+        entries = self.rules.encode_all(other)
+        stored, codec = self.rules.pack(entries, rk)
+        entity = self.rules.entity(pk, rk, other, stored, codec, None, "foreign",
+                                   self.session.expires_at)
+        return Row(entity, f"etag-{self.reads}")
+
+    def drive(self, op: Op[Any]) -> Any:
+        effect = next(op)
+        while True:
+            try:
+                if isinstance(effect, UpdateEntity):
+                    self.writes.append(effect)
+                    self.elapsed += 0.01
+                    effect = op.throw(ResourceModifiedError("412"))
+                    continue
+                if isinstance(effect, ReadEntity):
+                    self.reads += 1
+                    self.elapsed += 0.01
+                    result: Any = self.row()
+                elif isinstance(effect, Sleep):
+                    self.sleeps.append(effect.seconds)
+                    self.elapsed += effect.seconds
+                    result = None
+                elif isinstance(effect, TimeLeft):
+                    result = None if self.deadline is None else self.deadline - self.elapsed
+                else:
+                    raise AssertionError(f"unexpected effect {effect!r}")
+                effect = op.send(result)
+            except StopIteration as stop:
+                return stop.value
+
+
+def _loaded(clock: FakeClock, **options: Any) -> tuple[Rules, Session]:
+    rules = Rules(StoreConfig(clock=clock, **options))
+    session = rules.new_session(new_session_id())
+    session["mine"] = 0
+    rules.mark_saved(session, "etag-0", rules.encode_all(session), None, session.expires_at)
+    session["mine"] = 1
+    return rules, session
+
+
+@pytest.fixture
+def upper_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the jitter deterministic: every pause is its window's upper bound."""
+    monkeypatch.setattr("tablesessions._contention.random.uniform", lambda a, b: b)
+
+
+def test_merge_rounds_back_off_and_end_at_the_deadline(clock: FakeClock,
+                                                       upper_bound: None) -> None:
+    rules, session = _loaded(clock)
+    world = Contended(rules, session, deadline=2.0)
+    with pytest.raises(SessionConflictError, match="deadline ran out"):
+        world.drive(_ops.save(rules, session))
+    assert len(world.writes) > 5  # no longer a fixed 5-attempt budget
+    assert world.elapsed <= 2.0  # it never slept past the deadline
+    assert world.sleeps[0] == pytest.approx(_contention.BACKOFF_BASE)
+    assert world.sleeps[1] > world.sleeps[0]  # the window grows...
+    assert max(world.sleeps) <= _contention.BACKOFF_MAX  # ...up to its cap
+    # The write rule: every data write is conditional on an ETag just read live.
+    assert all(w.etag == f"etag-{i}" for i, w in enumerate(world.writes))
+
+
+def test_the_jitter_is_random_within_its_window(clock: FakeClock) -> None:
+    rules, session = _loaded(clock)
+    world = Contended(rules, session, deadline=2.0)
+    with pytest.raises(SessionConflictError):
+        world.drive(_ops.save(rules, session))
+    assert len(set(world.sleeps)) > len(world.sleeps) // 2  # not lock-step
+
+
+def test_without_a_shared_deadline_the_count_is_the_safety_cap(clock: FakeClock) -> None:
+    rules, session = _loaded(clock, max_merge_attempts=7)
+    world = Contended(rules, session, deadline=None)
+    with pytest.raises(SessionConflictError, match="after 7 attempts"):
+        world.drive(_ops.save(rules, session))
+    assert len(world.writes) == 7
+
+
+@pytest.mark.parametrize("mode", ["overwrite", "merge"])
+def test_overwrite_and_merge_rounds_are_bounded_the_same_way(clock: FakeClock, mode: str,
+                                                             upper_bound: None) -> None:
+    rules, session = _loaded(clock, concurrency=mode)
+    world = Contended(rules, session, deadline=1.0)
+    with pytest.raises(SessionConflictError, match="deadline"):
+        world.drive(_ops.save(rules, session))
+    assert world.elapsed <= 1.0
+    assert all(w.replace and w.etag for w in world.writes)
+
+
+def test_update_reapplies_fn_to_each_fresh_copy(clock: FakeClock, upper_bound: None) -> None:
+    rules, session = _loaded(clock)
+    world = Contended(rules, session, deadline=0.5)
+    seen: list[object] = []
+
+    def bump(s: Session) -> None:
+        seen.append(s["theirs"])
+        s["n"] = s.get("n", 0) + 1
+
+    with pytest.raises(SessionConflictError, match="update"):
+        world.drive(_ops.update(rules, session.id, bump))
+    # One read per round, fn applied to each fresh copy once.
+    assert seen == list(range(1, world.reads + 1))
+    assert len(world.writes) == world.reads
+
+
+def test_refresh_is_conditional_on_the_held_etag(clock: FakeClock) -> None:
+    rules, session = _loaded(clock)
+    session.modified = False
+    clock.advance(dt.timedelta(minutes=15))
+    op = _ops.save(rules, session)
+    write = next(op)
+    assert isinstance(write, UpdateEntity)
+    assert write.etag == "etag-0" and not write.replace  # never If-Match *
+    op.close()
