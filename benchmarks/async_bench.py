@@ -19,7 +19,7 @@ import asyncio
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core import MatchConditions
@@ -46,6 +46,8 @@ class AsyncResult:
     async_floor: float
     rounds: int
     requests_per_round: int
+    #: median client CPU ms per request (this thread: the event loop or the sync loop)
+    cpu_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def async_over_sync(self) -> float:
@@ -60,7 +62,8 @@ class AsyncResult:
                 "sync_library_over_floor": round(self.sync_library / self.sync_floor, 3),
                 "async_library_over_floor": round(self.async_library / self.async_floor, 3),
                 "tasks": TASKS, "rounds": self.rounds,
-                "requests_per_round": self.requests_per_round}
+                "requests_per_round": self.requests_per_round,
+                "cpu_ms_per_request": {k: round(v, 4) for k, v in self.cpu_ms.items()}}
 
 
 def _modify(entity: Any) -> dict[str, Any]:
@@ -137,6 +140,7 @@ def async_benchmark(rig: Rig, *, rounds: int, per_task: int) -> AsyncResult:
     }
     names = list(variants)
     rates: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     try:
         # One untimed warm-up round opens the connection pools.
         for name in names:
@@ -144,13 +148,15 @@ def async_benchmark(rig: Rig, *, rounds: int, per_task: int) -> AsyncResult:
         for r in range(rounds):
             shift = r % len(names)
             for name in names[shift:] + names[:shift]:
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.thread_time()
                 variants[name]()
                 rates[name].append(total / (time.perf_counter() - started))
+                cpu[name].append((time.thread_time() - cpu_started) * 1000 / total)
     finally:
         loop.run_until_complete(astore.close())
         loop.run_until_complete(atable.close())
         loop.close()
     med = {name: statistics.median(values) for name, values in rates.items()}
     return AsyncResult(med["sync_library"], med["async_library"], med["sync_floor"],
-                       med["async_floor"], rounds, total)
+                       med["async_floor"], rounds, total,
+                       {name: statistics.median(values) for name, values in cpu.items()})

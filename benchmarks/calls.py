@@ -151,6 +151,9 @@ def _store_rows(conn_str: str) -> list[CallCount]:
                               "blob first, then the entity pointing at it"))
         oid = _saved(store, big).id
         rows.append(c.measure("overflow read (get, 1 MiB)", lambda: store.get(oid)))
+        huge = _saved(store, {"upload": incompressible(16 * MIB)}).id
+        rows.append(c.measure("overflow read (get, 16 MiB)", lambda: store.get(huge),
+                              "one blob GET, however large"))
 
         def overflow_modify() -> None:
             s = store.get(oid)

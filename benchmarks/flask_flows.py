@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gc
 import hashlib
 import hmac
 import secrets
@@ -42,7 +43,7 @@ from flask.testing import FlaskClient
 
 import tablesessions
 
-from .harness import Comparison, Stopwatch, compare
+from .harness import Comparison, Samples, Step, Stopwatch
 from .payloads import KIB, session_data
 from .scenarios import IDLE, Rig, plain, utcnow
 
@@ -79,6 +80,30 @@ def library_app(store: tablesessions.SessionStore, data: dict[str, Any]) -> Flas
     @app.get("/plain")
     def plain_view() -> str:
         return "never touches the session"
+
+    return app
+
+
+def cookie_app(data: dict[str, Any]) -> Flask:
+    """Flask's own signed-cookie session, the same views: the framework's cost
+    with no storage at all (the data travels in the cookie)."""
+    app = Flask("bench_cookie")
+    app.config.update(SECRET_KEY=SECRET)
+
+    @app.post("/create")
+    def create() -> str:
+        session.update(data)
+        return "created"
+
+    @app.get("/read")
+    def read() -> str:
+        user = session.get("user")
+        return str(user["name"]) if user else ""
+
+    @app.post("/modify")
+    def modify() -> str:
+        session["visits"] = session["visits"] + 1
+        return "modified"
 
     return app
 
@@ -206,8 +231,26 @@ def _step(client: FlaskClient, method: str, path: str, cookie: str | None,
     return step
 
 
+def _three_way(steps: tuple[Step, Step, Step], iterations: int,
+               warmup: int) -> tuple[Samples, Samples, Samples]:
+    """Interleave three steps, rotating which goes first each iteration."""
+    out = (Samples(), Samples(), Samples())
+    gc.collect()
+    for i in range(warmup + iterations):
+        shift = i % 3
+        for index in (*range(shift, 3), *range(shift)):
+            watch = Stopwatch()
+            steps[index](watch)
+            if i >= warmup and watch.elapsed_ns is not None:
+                out[index].wall_ns.append(watch.elapsed_ns)
+                out[index].cpu_ns.append(watch.cpu_ns)
+    return out
+
+
 def flask_scenarios(rig: Rig, iterations: int, warmup: int) -> list[Comparison]:
-    """create, read-only and modify flows, library app against floor app."""
+    """create, read-only and modify flows: the library app against the floor app
+    (a plain Flask app making the same SDK calls), with Flask's own cookie session
+    (no storage) interleaved in the same loop; its figures are in ``extra``."""
     data = session_data(KIB)
     lib = library_app(rig.store, data).test_client(use_cookies=False)
     seed = rig.store.new()
@@ -215,23 +258,30 @@ def flask_scenarios(rig: Rig, iterations: int, warmup: int) -> list[Comparison]:
     rig.store.save(seed)
     template = rig.stored_entity(rig.store, seed)
     flo = floor_app(rig.table, template).test_client(use_cookies=False)
+    cookie = cookie_app(data).test_client(use_cookies=False)
 
     lib_cookie = _cookie_of(lib.post("/create"))
     flo_cookie = _cookie_of(flo.post("/create"))
+    flask_cookie = _cookie_of(cookie.post("/create"))
     assert lib.get("/read", headers={"Cookie": f"{COOKIE}={lib_cookie}"}).text == _USER
     assert flo.get("/read", headers={"Cookie": f"{COOKIE}={flo_cookie}"}).text == _USER
+    assert cookie.get("/read", headers={"Cookie": f"{COOKIE}={flask_cookie}"}).text == _USER
 
     flows = [
-        ("flask create", "POST", "/create", None, None),
-        ("flask read-only", "GET", "/read", lib_cookie, FLASK_TARGET),
-        ("flask modify", "POST", "/modify", lib_cookie, FLASK_TARGET),
+        ("flask create", "POST", "/create", False, None),
+        ("flask read-only", "GET", "/read", True, FLASK_TARGET),
+        ("flask modify", "POST", "/modify", True, FLASK_TARGET),
     ]
     results = []
-    for name, method, path, cookie, target in flows:
-        floor_cookie = flo_cookie if cookie else None
-        results.append(compare(name, _step(lib, method, path, cookie),
-                               _step(flo, method, path, floor_cookie),
-                               iterations=iterations, warmup=warmup, target=target,
-                               notes="Flask test client; see benchmarks/flask_flows.py "
-                                     "for the floor app"))
+    for name, method, path, existing, target in flows:
+        lib_s, flo_s, cookie_s = _three_way(
+            (_step(lib, method, path, lib_cookie if existing else None),
+             _step(flo, method, path, flo_cookie if existing else None),
+             _step(cookie, method, path, flask_cookie if existing else None)),
+            iterations, warmup)
+        comparison = Comparison(name, lib_s.stats(), flo_s.stats(), target,
+                                "Flask test client; see benchmarks/flask_flows.py for the "
+                                "floor app")
+        comparison.extra["flask_cookie_session"] = cookie_s.stats().to_dict()
+        results.append(comparison)
     return results

@@ -36,16 +36,44 @@ def floors_list(results: Sequence[Comparison]) -> str:
     return "\n".join(f"- *{c.scenario}*: {c.notes}" for c in results if c.notes)
 
 
+def flask_table(results: Sequence[Comparison]) -> str:
+    """The Flask flows three ways, interleaved in one loop: tablesessions, a plain
+    Flask app making the same SDK calls (the floor), and Flask's own cookie session
+    (no storage: the framework's cost)."""
+    rows = [
+        "| flow | tablesessions ms (CPU ms) | plain app + same SDK calls ms (CPU ms) "
+        "| Flask cookie session, no storage, ms (CPU ms) | integration's own CPU ms "
+        "(tablesessions minus plain app) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for c in results:
+        cookie = c.extra.get("flask_cookie_session")
+        if cookie is None:
+            continue
+        rows.append(
+            f"| {c.scenario} | {c.library.median_ms:.2f} ({c.library.cpu_ms:.2f}) | "
+            f"{c.floor.median_ms:.2f} ({c.floor.cpu_ms:.2f}) | "
+            f"{cookie['median_ms']:.2f} ({cookie['cpu_ms']:.2f}) | "
+            f"{c.library.cpu_ms - c.floor.cpu_ms:+.2f} |")
+    return "\n".join(rows)
+
+
 def async_table(a: AsyncResult) -> str:
     d = a.to_dict()
+
+    def cpu(name: str) -> str:
+        return f"{a.cpu_ms[name]:.2f}" if name in a.cpu_ms else ""
+
     return "\n".join([
-        "| variant | requests/s (median of rounds) | library/floor |",
-        "|---|---:|---:|",
-        f"| sync store, 1 thread | {a.sync_library:,.0f} | {d['sync_library_over_floor']:.2f} |",
+        "| variant | requests/s (median of rounds) | library/floor | client CPU ms/request |",
+        "|---|---:|---:|---:|",
+        f"| sync store, 1 thread | {a.sync_library:,.0f} | {d['sync_library_over_floor']:.2f} "
+        f"| {cpu('sync_library')} |",
         f"| async store, {d['tasks']} tasks | {a.async_library:,.0f} | "
-        f"{d['async_library_over_floor']:.2f} |",
-        f"| floor: sync TableClient, 1 thread | {a.sync_floor:,.0f} | |",
-        f"| floor: aio TableClient, {d['tasks']} tasks | {a.async_floor:,.0f} | |",
+        f"{d['async_library_over_floor']:.2f} | {cpu('async_library')} |",
+        f"| floor: sync TableClient, 1 thread | {a.sync_floor:,.0f} | | {cpu('sync_floor')} |",
+        f"| floor: aio TableClient, {d['tasks']} tasks | {a.async_floor:,.0f} | "
+        f"| {cpu('async_floor')} |",
         "",
         f"**Async/sync ratio: {a.async_over_sync:.2f}x** ({a.rounds} interleaved rounds of "
         f"{a.requests_per_round} requests; one request = get + set one key + save, 1 KiB).",
@@ -60,7 +88,7 @@ def calls_table(rows: Sequence[CallCount]) -> str:
 
 def markdown(results: dict[str, Any], comparisons: Sequence[Comparison],
              async_result: AsyncResult | None, calls: Sequence[CallCount],
-             sweeper_md: str) -> str:
+             sweeper_md: str, latency: Sequence[Comparison] = ()) -> str:
     meta = results["meta"]
     parts = [
         "# tablesessions benchmark",
@@ -84,9 +112,20 @@ def markdown(results: dict[str, Any], comparisons: Sequence[Comparison],
         f"Data: {meta['data']}",
         "",
     ]
+    flask = [c for c in comparisons if "flask_cookie_session" in c.extra]
+    if flask:
+        parts += ["## Flask flows, three ways in one loop", "", flask_table(flask), ""]
     if async_result is not None:
         parts += ["## Async store (32 tasks) against the sync store (1 thread)", "",
                   async_table(async_result), ""]
+    if latency:
+        parts += ["## At a modelled network latency (a model, not Azure)", "",
+                  "Both sides through a loopback proxy that holds every request a fixed "
+                  "time (2 ms, about an in-region call; 10 ms, about a cross-region one) "
+                  "before forwarding it: no bandwidth limit, no jitter, no TLS, and the "
+                  "proxy's own forwarding cost on both sides. It shows the library's "
+                  "fixed client cost as a share when the network dominates; it is not a "
+                  "measurement of Azure.", "", comparisons_table(latency), ""]
     parts += ["## Storage calls per operation (counted at the transport)", "",
               calls_table(calls), ""]
     parts += ["## Sweeper", "", sweeper_md, ""]

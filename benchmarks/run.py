@@ -9,10 +9,14 @@ It prints a markdown report and writes it to ``DIR/latest.md`` (default
 ``benchmarks/results/``), with the figures in ``DIR/latest.json``:
 
 * new+save, get, modify+save and refresh of 1 KiB and 64 KiB sessions, and
-  new+save and get of overflowed 1 MiB and 5 MiB sessions
+  new+save and get of overflowed 1, 5 and 16 MiB sessions
   (:mod:`benchmarks.scenarios`);
-* Flask create, read-only and modify flows through the test client
-  (:mod:`benchmarks.flask_flows`);
+* Flask create, read-only and modify flows through the test client, three ways
+  in one loop: the library, a plain app making the same SDK calls, and Flask's
+  own cookie session (:mod:`benchmarks.flask_flows`);
+* the 1 KiB, 64 KiB, overflow 1 MiB and Flask scenarios again through a proxy
+  adding 2 ms and 10 ms per request: a latency model, not Azure
+  (:mod:`benchmarks.latency`);
 * the async store with 32 tasks against the sync store on one thread
   (:mod:`benchmarks.async_bench`);
 * storage calls per operation, counted at the transport (:mod:`benchmarks.calls`);
@@ -42,6 +46,7 @@ from .async_bench import AsyncResult, async_benchmark
 from .calls import CallCount, count_all
 from .flask_flows import flask_scenarios
 from .harness import Comparison
+from .latency import latency_scenarios
 from .payloads import KIB, MIB
 from .report import markdown
 from .scenarios import Plan, Rig, inline_scenarios, overflow_scenarios
@@ -59,6 +64,7 @@ class Options:
     out: Path | None = DEFAULT_OUT
     sweeper_sessions: int | None = None
     skip_sweeper: bool = False
+    skip_latency: bool = False
 
     @property
     def sessions_for_sweeper(self) -> int:
@@ -109,20 +115,23 @@ def run(opts: Options) -> dict[str, Any]:
         with Rig.open(conn) as rig:
             for size in (KIB, 64 * KIB):
                 comparisons += inline_scenarios(rig, size, plan)
-            for size in (MIB, 5 * MIB):
+            for size in (MIB, 5 * MIB, 16 * MIB):
                 comparisons += overflow_scenarios(rig, size, plan)
             comparisons += flask_scenarios(rig, plan.small, plan.warmup)
             async_result = async_benchmark(rig, rounds=1 if opts.quick else 15,
                                            per_task=1 if opts.quick else 3)
         calls: list[CallCount] = count_all(conn)
+        latency = [] if opts.skip_latency else latency_scenarios(azurite, opts.quick)
     sweeper, sweeper_md = sweeper_section(opts)
     results["meta"]["load_after"] = _load()
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     results["comparisons"] = [c.to_dict() for c in comparisons]
+    results["latency"] = [c.to_dict() for c in latency]
     results["async"] = async_result.to_dict()
     results["calls"] = [c.to_dict() for c in calls]
     results["sweeper"] = sweeper
-    results["markdown"] = markdown(results, comparisons, async_result, calls, sweeper_md)
+    results["markdown"] = markdown(results, comparisons, async_result, calls, sweeper_md,
+                                   latency)
     if opts.out is not None:
         opts.out.mkdir(parents=True, exist_ok=True)
         (opts.out / "latest.md").write_text(results["markdown"] + "\n")
@@ -145,10 +154,12 @@ def main(argv: list[str] | None = None) -> int:
                              "(default 10,000; 200 with --quick)")
     parser.add_argument("--skip-sweeper", action="store_true",
                         help="leave out the sweeper benchmark")
+    parser.add_argument("--skip-latency", action="store_true",
+                        help="leave out the modelled-latency scenarios (a delaying proxy)")
     args = parser.parse_args(argv)
     results = run(Options(quick=args.quick, out=args.out,
                           sweeper_sessions=args.sweeper_sessions,
-                          skip_sweeper=args.skip_sweeper))
+                          skip_sweeper=args.skip_sweeper, skip_latency=args.skip_latency))
     print(results["markdown"])
     print(f"\nWritten: {args.out / 'latest.md'} and {args.out / 'latest.json'} "
           f"({results['meta']['seconds']} s)")

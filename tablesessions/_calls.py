@@ -42,34 +42,30 @@ class Call:
     ok_if: str | None = None
 
 
-class FixedBuffer:
-    """A write-only stream into one preallocated buffer of the blob's known size.
+class BlobSink:
+    """A write-only stream that keeps the SDK's downloaded buffers as they are.
 
-    ``download_blob().readall()`` assembles the blob through intermediate
-    buffers (~2 extra copies for a 64 MiB session); the pointer tells us the
-    size, so both faces stream straight into this instead.
+    An overflow read is one GET (``_clients.blob_kwargs``), which reaches
+    ``readinto`` as the SDK's single ``bytes`` buffer: it is kept, with no copy
+    and no preallocated, zero-filled buffer. A blob that arrives in several
+    ranges (only one larger than any session the store writes) is joined once.
     """
 
-    def __init__(self, size: int) -> None:
-        self.data = bytearray(size)
-        self._view = memoryview(self.data)
-        self._pos = 0
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
 
     def write(self, chunk: bytes) -> int:
-        end = self._pos + len(chunk)
-        if end > len(self.data):  # more than the pointer said: keep it, the digest check fails
-            self.data.extend(bytes(end - len(self.data)))
-            self._view = memoryview(self.data)
-        self._view[self._pos:end] = chunk
-        self._pos = end
+        self._parts.append(chunk)
         return len(chunk)
-
-    def result(self) -> bytearray:
-        self._view.release()
-        return self.data if self._pos == len(self.data) else self.data[: self._pos]
 
     def writable(self) -> bool:
         return True
+
+    def result(self) -> bytes:
+        parts = self._parts
+        if len(parts) == 1 and type(parts[0]) is bytes:
+            return parts[0]
+        return b"".join(parts)
 
 
 def _condition(etag: str | None) -> MatchConditions:

@@ -22,17 +22,25 @@ def sdk_kwargs(config: StoreConfig) -> dict[str, Any]:
     }
 
 
-#: The SDK buffers each downloaded range several times over; its default first
-#: range is 32 MiB, which made a 64 MiB get peak at ~4.5x the payload. 8 MiB keeps
-#: sessions up to 8 MiB at one GET and bounds the transient copies.
-BLOB_FIRST_GET = 8 * 1024 * 1024
+#: An overflow read is one GET: the first read covers any session the store can
+#: write (``max_session_bytes`` plus room for the header and the encryption
+#: overhead), as the floor's ``download_blob()`` does up to 32 MiB. The SDK joins
+#: the response into one buffer, which the store keeps (``_calls.BlobSink``): a
+#: 64 MiB get peaks at ~2x the payload. Ranged reads in parallel (4 x 4 MiB) were
+#: measured on Azurite and were slower at 16 MiB, no faster at 4 and 64 MiB
+#: (docs/performance.md), so they are not used.
+BLOB_FIRST_GET_SLACK = 1024 * 1024
 BLOB_CHUNK_GET = 4 * 1024 * 1024
+#: Bytes per read from the socket: the SDK's default, 4 KiB, costs one Python
+#: iteration per 4 KiB (4,096 for a 16 MiB blob).
+BLOB_READ_BLOCK = 256 * 1024
 
 
 def blob_kwargs(config: StoreConfig) -> dict[str, Any]:
-    """:func:`sdk_kwargs` plus the blob client's download range sizes."""
-    return {"max_single_get_size": BLOB_FIRST_GET, "max_chunk_get_size": BLOB_CHUNK_GET,
-            **sdk_kwargs(config)}
+    """:func:`sdk_kwargs` plus the blob client's download sizes."""
+    return {"max_single_get_size": config.max_session_bytes + BLOB_FIRST_GET_SLACK,
+            "max_chunk_get_size": BLOB_CHUNK_GET,
+            "connection_data_block_size": BLOB_READ_BLOCK, **sdk_kwargs(config)}
 
 
 def async_transport(config: StoreConfig) -> dict[str, Any]:
@@ -53,7 +61,8 @@ def async_transport(config: StoreConfig) -> dict[str, Any]:
                 self.session._retry_connection = False
 
     return {"transport": NoResendAioHttpTransport(
-        connection_timeout=config.connection_timeout, read_timeout=config.read_timeout)}
+        connection_timeout=config.connection_timeout, read_timeout=config.read_timeout,
+        connection_data_block_size=BLOB_READ_BLOCK)}
 
 
 def parse_connection_string(conn_str: str) -> Mapping[str, str]:

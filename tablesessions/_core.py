@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import random
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -68,11 +70,30 @@ POINTER_COLUMNS = ("PartitionKey", "RowKey", COL_EXPIRES, COL_ABSOLUTE, COL_BLOB
 KNOWN_CODECS = frozenset({CODEC_PLAIN})
 #: "<codec>+aesgcm:<key id>" marks an encrypted payload.
 _SEALED = "+aesgcm:"
+#: A ``BlobDigest`` of "gcm:<hex tag>": the sealed blob's AES-GCM tag (its last
+#: 16 bytes) stands for it; rows written before it carry a SHA-256 hex digest.
+_GCM_DIGEST = "gcm:"
+GCM_TAG_BYTES = 16
+
+
+#: Our own generator (user code may seed the global one), reseeded from the OS in
+#: every forked child so that pre-forked workers never share a sequence.
+_token_rng = random.Random()  # noqa: S311 - uniqueness, not secrecy
+_token_bits = _token_rng.getrandbits
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_token_rng.seed)
 
 
 def new_write_token() -> str:
-    """A per-write token: a retried write that finds it already stored succeeded."""
-    return secrets.token_hex(8)
+    """A per-write token: a retried write that finds it already stored succeeded.
+
+    Unique, not secret: 64 bits from a private ``random.Random`` (seeded from the
+    OS, reseeded in every forked child). ``secrets`` would call ``os.urandom``,
+    which releases the GIL; in the async face that hands the GIL to the event
+    loop's resolver threads, and the save waits to get it back (measured ~1 ms
+    per save at 32 tasks).
+    """
+    return f"{_token_bits(64):016x}"
 
 
 class Rules:
@@ -240,7 +261,19 @@ class Rules:
         # never see a half-replaced payload, and a 409 on a retried upload can
         # only be our own earlier attempt.
         name = f"{self.blob_prefix(row_key)}{secrets.token_urlsafe(18)}"
-        return BlobPointer(name, len(stored), hashlib.sha256(stored).hexdigest())
+        return BlobPointer(name, len(stored), self._blob_digest(stored))
+
+    def _blob_digest(self, stored: bytes) -> str:
+        """What binds the blob to this write (docs/overflow.md, "Integrity").
+
+        Encrypted (``pack`` and ``reseal`` seal whenever there is a key ring): the
+        AES-GCM tag, the ciphertext's last 16 bytes, already computed by the
+        encryption and checked again by the decryption, so no second pass over
+        the bytes either way. Plaintext: SHA-256 of the payload.
+        """
+        if self.config.key_ring is not None:
+            return f"{_GCM_DIGEST}{stored[-GCM_TAG_BYTES:].hex()}"
+        return hashlib.sha256(stored).hexdigest()
 
     def entity(self, pk: str, rk: str, session: Session, stored: bytes, codec: str,
                pointer: BlobPointer | None, token: str, expires: dt.datetime) -> dict[str, Any]:
@@ -317,11 +350,24 @@ class Rules:
             raise SessionDecodeError("inline payload size does not match its Size column")
         return data
 
-    @staticmethod
-    def verify_blob(pointer: BlobPointer, data: bytes) -> None:
-        """:raises SessionDecodeError: when the blob is not the one the pointer names."""
-        if len(data) != pointer.size or hashlib.sha256(data).hexdigest() != pointer.digest:
-            raise SessionDecodeError("overflow blob does not match its pointer's size and digest")
+    def verify_blob(self, pointer: BlobPointer, data: bytes, entity: Mapping[str, Any]) -> None:
+        """Check the blob is the one this row's write uploaded, before decoding it.
+
+        A ``gcm:`` digest is the ciphertext's tag: equal tags plus the decryption
+        that follows (which authenticates every byte under the key and the row's
+        associated data) prove the blob is this write's, so it costs no pass
+        over the bytes. Only a sealed row may carry one. Otherwise SHA-256.
+
+        :raises SessionDecodeError: when the blob is not the one the pointer names.
+        """
+        if len(data) == pointer.size:
+            if pointer.digest.startswith(_GCM_DIGEST):
+                tag = pointer.digest[len(_GCM_DIGEST):]
+                if self.key_id_of(entity) is not None and data[-GCM_TAG_BYTES:].hex() == tag:
+                    return
+            elif hashlib.sha256(data).hexdigest() == pointer.digest:
+                return
+        raise SessionDecodeError("overflow blob does not match its pointer's size and digest")
 
     def entries_of(self, entity: Mapping[str, Any], stored: bytes) -> dict[str, EncodedKey]:
         """Decrypt, decompress and split a stored payload.

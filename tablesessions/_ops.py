@@ -110,7 +110,7 @@ def _load_entries(rules: Rules, row: Row) -> Op[dict[str, EncodedKey] | None]:
         data = yield ReadBlob(pointer.name, pointer.size)
     except ResourceNotFoundError:
         return None
-    rules.verify_blob(pointer, data)
+    rules.verify_blob(pointer, data, row.entity)
     return rules.entries_of(row.entity, data)
 
 

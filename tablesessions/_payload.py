@@ -29,6 +29,9 @@ from typing import Any
 from ._limits import MAX_PROPERTY_BYTES
 from .serialization import decode_value, encode_value
 
+#: A byte segment: ``bytes`` when encoded here, a view into the payload when loaded.
+Buffer = bytes | memoryview
+
 FORMAT_VERSION = 1
 _MAGIC = b"TS"
 CODEC_PLAIN = "ts1"
@@ -45,7 +48,7 @@ class EncodedKey:
 
     __slots__ = ("_fragment", "_packed", "_raw_len", "segments")
 
-    def __init__(self, fragment: bytes | None, segments: tuple[bytes, ...],
+    def __init__(self, fragment: bytes | None, segments: tuple[Buffer, ...],
                  packed: tuple[int, bytes] | None = None, raw_len: int = 0) -> None:
         self._fragment = fragment
         self.segments = segments
@@ -117,8 +120,8 @@ def raw_size(entries: Mapping[str, EncodedKey]) -> int:
 def assemble(entries: Mapping[str, EncodedKey], *, threshold: int = DEFAULT_COMPRESS_THRESHOLD,
              level: int = 1) -> bytes:
     """Join encoded keys into one payload, each fragment compressed when it pays."""
-    header = [_MAGIC, struct.pack(">BI", FORMAT_VERSION, len(entries))]
-    body: list[bytes] = []
+    header: list[Buffer] = [_MAGIC, struct.pack(">BI", FORMAT_VERSION, len(entries))]
+    body: list[Buffer] = []
     for key, enc in entries.items():
         flags, stored = enc.packed(threshold, level)
         kb = _key_bytes(key)
@@ -144,10 +147,11 @@ def split(payload: bytes | bytearray, *, max_size: int | None = None) -> dict[st
 
     :raises ValueError: if malformed or over ``max_size``.
     """
-    # It runs on every get, so it is written for speed: precompiled structs,
-    # slices of ``bytes`` taken directly (a large bytearray from a blob download
-    # goes through a memoryview instead, so it is never copied whole).
-    buf: bytes | memoryview = payload if isinstance(payload, bytes) else memoryview(payload)
+    # It runs on every get, so it is written for speed: precompiled structs, one
+    # pass. Fragments are copied out (small; json needs bytes); byte segments stay
+    # memoryviews into the payload, so a 16 MiB upload is not copied on a get,
+    # only when its key is decoded (``decode_key``).
+    buf = memoryview(payload)
     try:
         if buf[:2] != _MAGIC:
             raise ValueError("not a tablesessions payload")
@@ -176,11 +180,11 @@ def split(payload: bytes | bytearray, *, max_size: int | None = None) -> dict[st
         for key, flags, flen, raw_len, seg_lens in layout:
             stored = bytes(buf[pos : pos + flen])
             pos += flen
-            segs: tuple[bytes, ...] = ()
+            segs: tuple[Buffer, ...] = ()
             if seg_lens:
                 parts = []
                 for n in seg_lens:
-                    parts.append(bytes(buf[pos : pos + n]))
+                    parts.append(buf[pos : pos + n])
                     pos += n
                 segs = tuple(parts)
             if flags & _ZLIB:
@@ -210,6 +214,11 @@ def _inflate(stored: bytes, size: int) -> bytes:
 
 def decode_key(entry: EncodedKey) -> Any:
     """Decode one key's value. :raises ValueError: if the fragment is malformed."""
+    if any(type(s) is not bytes for s in entry.segments):
+        # Segments still viewing the loaded payload become the ``bytes`` values
+        # themselves (one copy, needed anyway): the value and the kept encoding
+        # share it, and the payload's buffer is freed once no key views it.
+        entry.segments = tuple(bytes(s) for s in entry.segments)
     return decode_value(entry.fragment, iter(entry.segments))
 
 

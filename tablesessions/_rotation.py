@@ -116,7 +116,7 @@ def _reseal_row(rules: Rules, pk: str, rk: str) -> Op[bool]:
             stored = yield ReadBlob(old_pointer.name, old_pointer.size)
         except ResourceNotFoundError:
             return False  # replaced by a concurrent save: under the primary key already
-        rules.verify_blob(old_pointer, stored)
+        rules.verify_blob(old_pointer, stored, row.entity)
     sealed, codec = rules.reseal(row.entity, stored)
     pointer = yield from _upload_if_overflowing(rules, rk, sealed)
     entity = {k: v for k, v in row.entity.items()

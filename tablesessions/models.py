@@ -12,7 +12,8 @@ from ._payload import EncodedKey, decode_key
 
 @dataclass(frozen=True, slots=True)
 class BlobPointer:
-    """Where an overflowed payload lives: an immutable blob, its size and SHA-256."""
+    """Where an overflowed payload lives: an immutable blob, its size and digest
+    (SHA-256 hex, or ``gcm:`` and the AES-GCM tag of an encrypted blob)."""
 
     name: str
     size: int

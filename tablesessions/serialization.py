@@ -9,7 +9,16 @@ Exact round trips: str, int, float, bool, None, list, dict (str keys), datetime
 (naive or aware, microseconds kept), date, UUID, bytes, Decimal, tuple and
 ``Markup`` (any object with ``__html__``, as Flask's tagged JSON: flashed
 messages are tuples, often of Markup). Anything else raises ``TypeError``
-naming the key.
+naming the key, and so do values nested deeper than ``MAX_DEPTH`` levels and
+values that contain themselves (a cycle): the walk counts depth, so neither can
+reach a ``RecursionError``.
+
+Encoding is two steps: a Python walk that tags the non-JSON types and refuses
+what cannot be stored, then one JSON encoder call. The encoder is orjson
+(same compact JSON as the stdlib's, many times faster); the stdlib's writes what
+orjson refuses or would write differently (NaN and infinities, which orjson
+turns into null; ints past 64 bits; lone surrogates). Either way the bytes are
+the same format, decoded by the stdlib's ``json``.
 """
 
 from __future__ import annotations
@@ -35,19 +44,47 @@ _BIGINT_BITS = 12_000
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
 _dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True).encode
+_orjson_dumps: Callable[[Any], bytes] | None
+try:  # the same compact JSON, ~15x faster than the stdlib's encoder (docs/performance.md)
+    import orjson
+
+    _orjson_dumps = orjson.dumps
+except ImportError:  # pragma: no cover - a core dependency; the stdlib encoder still works
+    _orjson_dumps = None
+
+
+_LEAF = frozenset({str, bool, type(None)})
+#: Deeper values are refused: JSON decoders recurse per level, so a deeper value
+#: could be written and then fail to read back (Python's own limit is ~1,000 frames).
+MAX_DEPTH = 100
+
+
+class _Segments(list[bytes]):
+    """The byte segments of one value; ``nonfinite`` is set (only) when the walk
+    met a NaN or an infinity (no ``__init__``: this is built once per key saved)."""
+
+    __slots__ = ("nonfinite",)
+    nonfinite: bool
 
 
 def encode_value(key: str, value: Any) -> tuple[bytes, list[bytes]]:
     """Encode one session value as (JSON fragment, byte segments in document order).
 
-    :raises TypeError: for a value of an unsupported type, naming the key.
+    :raises TypeError: for a value that cannot be stored, naming the key: an
+        unsupported type, a non-``str`` dict key, nesting deeper than
+        :data:`MAX_DEPTH` levels, or a value that contains itself (a cycle).
+        Nothing is written: the save encodes before its first storage call.
     """
-    segments: list[bytes] = []
+    segments = _Segments()
     try:
-        tagged = _tag(value, segments)
+        tagged = _tag(value, segments, 0)
     except _Unsupported as exc:
-        where = key + "".join(reversed(exc.where))
-        raise TypeError(f"session key {where!r}: {exc.reason}") from None
+        raise TypeError(f"session key {exc.describe(key)}") from None
+    if _orjson_dumps is not None and not hasattr(segments, "nonfinite"):
+        try:
+            return _orjson_dumps(tagged), segments
+        except TypeError:  # orjson.JSONEncodeError: an int past 64 bits, a lone surrogate
+            pass
     try:
         return _dumps(tagged).encode("utf-8"), segments
     except UnicodeEncodeError:
@@ -57,75 +94,108 @@ def encode_value(key: str, value: Any) -> tuple[bytes, list[bytes]]:
 
 
 class _Unsupported(Exception):
-    """A value that cannot be stored; ``where`` collects its path on the way out."""
+    """A value that cannot be stored; ``where`` collects its path on the way out
+    (innermost first), ``ids`` the containers it passed through (to tell a cycle
+    from plain depth)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
         self.where: list[str] = []
+        self.ids: list[int] = []
+
+    def describe(self, key: str) -> str:
+        steps, ids = self.where[::-1], self.ids[::-1]
+        if len(set(ids)) < len(ids):  # a container met twice on one path: a cycle
+            seen: set[int] = set()
+            for n, ident in enumerate(ids):
+                if ident in seen:
+                    return (f"{key + ''.join(steps[:n])!r}: the value contains itself "
+                            "(a reference cycle) and cannot be stored")
+                seen.add(ident)
+        if len(steps) > 12:  # deep nesting: the start of the path says where
+            steps = [*steps[:10], "..."]
+        return f"{key + ''.join(steps)!r}: {self.reason}"
 
 
 _SUPPORTED = ("(supported: str, int, float, bool, None, list, tuple, dict, datetime, date, "
               "UUID, bytes, Decimal, Markup)")
 
 
-def _tag(value: Any, segments: list[bytes]) -> Any:
+def _tag(value: Any, segments: _Segments, depth: int) -> Any:
     # Every save of a changed key walks its value, so the common exact types
     # come first and no path string is built unless a value is refused: for a
     # 64 KiB cart, building "cart[17].sku"-style paths up front doubled the cost.
     kind = type(value)
-    if kind is str or kind is float or kind is bool or value is None:
+    if kind in _LEAF:
+        return value
+    if kind is float:
+        if value - value != 0.0:  # NaN or an infinity: only the stdlib encoder writes them
+            segments.nonfinite = True
         return value
     if kind is int:
         return value if value.bit_length() <= _BIGINT_BITS else {_BIGINT: hex(value)}
     if kind is dict:
-        return _tag_dict(value, segments)
+        return _tag_dict(value, segments, depth + 1)
     if kind is list:
-        return _tag_list(value, segments)
-    return _tag_other(value, segments)
+        return _tag_list(value, segments, depth + 1)
+    return _tag_other(value, segments, depth)
 
 
-def _tag_dict(value: dict[Any, Any], segments: list[bytes]) -> Any:
+def _too_deep() -> _Unsupported:
+    return _Unsupported(f"nested deeper than {MAX_DEPTH} levels")
+
+
+def _tag_dict(value: dict[Any, Any], segments: _Segments, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise _too_deep()
     out: dict[str, Any] = {}
     for k, v in value.items():
         if not isinstance(k, str):
             raise _Unsupported(f"dict keys must be str, got {type(k).__name__}")
         try:
-            out[k] = _tag(v, segments)
+            out[k] = v if type(v) in _LEAF else _tag(v, segments, depth)
         except _Unsupported as exc:
             exc.where.append(f".{k}")
+            exc.ids.append(id(value))
             raise
     if len(out) == 1 and next(iter(out)) in _TAGS:
         return {_MAP: [list(pair) for pair in out.items()]}
     return out
 
 
-def _tag_list(value: list[Any] | tuple[Any, ...], segments: list[bytes]) -> list[Any]:
+def _tag_list(value: list[Any] | tuple[Any, ...], segments: _Segments, depth: int) -> list[Any]:
+    if depth > MAX_DEPTH:
+        raise _too_deep()
     out = []
     for i, v in enumerate(value):
         try:
-            out.append(_tag(v, segments))
+            out.append(v if type(v) in _LEAF else _tag(v, segments, depth))
         except _Unsupported as exc:
             exc.where.append(f"[{i}]")
+            exc.ids.append(id(value))
             raise
     return out
 
 
-def _tag_other(value: Any, segments: list[bytes]) -> Any:
+def _tag_other(value: Any, segments: _Segments, depth: int) -> Any:
     # Subclasses of the plain types (IntEnum, OrderedDict...) and the tagged types.
     # Order matters: datetime before date (a datetime is a date), and Markup
-    # (a str subclass) and tuple before their base types.
-    tagged = _tag_flask(value, segments)
+    # (a str subclass) and tuple before their base types. A new tagged type is one
+    # more isinstance branch here and one more tag in the decoder's hook.
+    tagged = _tag_flask(value, segments, depth)
     if tagged is not None:
         return tagged
-    if isinstance(value, (str, float)):
+    if isinstance(value, str):
         return value
+    if isinstance(value, float):
+        return _tag(float(value), segments, depth)
     if isinstance(value, int):  # not a bool: bool cannot be subclassed
-        return _tag(int(value), segments)
+        return _tag(int(value), segments, depth)
     if isinstance(value, dict):
-        return _tag_dict(value, segments)
+        return _tag_dict(value, segments, depth + 1)
     if isinstance(value, (list, tuple)):
-        return _tag_list(value, segments)
+        return _tag_list(value, segments, depth + 1)
     if isinstance(value, bytes):
         segments.append(value)
         return {_BYTES: len(value)}
@@ -140,10 +210,10 @@ def _tag_other(value: Any, segments: list[bytes]) -> Any:
     raise _Unsupported(f"values of type {type(value).__name__} cannot be stored {_SUPPORTED}")
 
 
-def _tag_flask(value: Any, segments: list[bytes]) -> Any:
+def _tag_flask(value: Any, segments: _Segments, depth: int) -> Any:
     """Tag the two types Flask's tagged JSON round-trips beyond ours, else None."""
     if isinstance(value, tuple):
-        return {_TUPLE: _tag_list(value, segments)}
+        return {_TUPLE: _tag_list(value, segments, depth + 1)}
     html = getattr(value, "__html__", None)
     if callable(html):  # Flask's rule (TagMarkup): the object's own HTML, as Markup
         return {_MARKUP: str(html())}
@@ -158,7 +228,7 @@ def _markup(text: str) -> Any:
     return Markup(text)  # noqa: S704 - text is what Markup.__html__ gave at save time
 
 
-def decode_value(fragment: bytes, segments: Iterator[bytes]) -> Any:
+def decode_value(fragment: bytes, segments: Iterator[bytes | memoryview]) -> Any:
     """Decode one value from its JSON fragment, taking bytes from ``segments`` in order.
 
     :raises ValueError: when the fragment is malformed or refers to missing bytes.
@@ -168,7 +238,7 @@ def decode_value(fragment: bytes, segments: Iterator[bytes]) -> Any:
     return json.loads(fragment, object_hook=_untagger(segments))
 
 
-def _untagger(segments: Iterator[bytes]) -> Callable[[dict[str, Any]], Any]:
+def _untagger(segments: Iterator[bytes | memoryview]) -> Callable[[dict[str, Any]], Any]:
     def hook(obj: dict[str, Any]) -> Any:
         if len(obj) != 1:
             return obj
@@ -181,7 +251,7 @@ def _untagger(segments: Iterator[bytes]) -> Callable[[dict[str, Any]], Any]:
             data = next(segments, None)
             if data is None or len(data) != payload:
                 raise ValueError("byte segment missing or of the wrong length")
-            return data
+            return data if type(data) is bytes else bytes(data)
         if tag == _DATETIME:
             return dt.datetime.fromisoformat(payload)
         if tag == _DATE:

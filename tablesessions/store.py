@@ -21,7 +21,7 @@ from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from . import _ops
 from ._base import StoreBase, env_source, make_config
-from ._calls import FixedBuffer, call_for
+from ._calls import BlobSink, call_for
 from ._clients import blob_kwargs, default_endpoints, sdk_kwargs
 from ._driver import drive
 from ._effects import (
@@ -408,8 +408,9 @@ class SessionStore(StoreBase):
         rows = [Row(ent, str(ent.metadata["etag"])) for ent in next(pages, [])]
         return rows, pages.continuation_token  # type: ignore[attr-defined]
 
-    def _read_blob(self, e: ReadBlob, **t: Any) -> bytearray:
-        sink = FixedBuffer(e.expected_size)
+    def _read_blob(self, e: ReadBlob, **t: Any) -> bytes:
+        # One GET (see _clients.blob_kwargs), kept without a copy.
+        sink = BlobSink()
         self._container.download_blob(e.name, **t).readinto(cast("IO[bytes]", sink))
         return sink.result()
 

@@ -21,7 +21,7 @@ from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
 from .. import _ops
 from .._base import StoreBase, env_source, make_config
-from .._calls import FixedBuffer, call_for
+from .._calls import BlobSink, call_for
 from .._clients import async_transport, blob_kwargs, default_endpoints, sdk_kwargs
 from .._driver import adrive
 from .._effects import (
@@ -395,8 +395,9 @@ class SessionStore(StoreBase):
             break
         return rows, pages.continuation_token  # type: ignore[attr-defined]
 
-    async def _read_blob(self, e: ReadBlob, **t: Any) -> bytearray:
-        sink = FixedBuffer(e.expected_size)
+    async def _read_blob(self, e: ReadBlob, **t: Any) -> bytes:
+        # One GET (see _clients.blob_kwargs), kept without a copy.
+        sink = BlobSink()
         downloader = await self._container.download_blob(e.name, **t)
         await downloader.readinto(sink)
         return sink.result()

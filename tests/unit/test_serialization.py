@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import uuid
 from decimal import Decimal
@@ -8,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tablesessions.serialization import decode_value, encode_value
+from tablesessions import serialization
+from tablesessions.serialization import MAX_DEPTH, decode_value, encode_value
 
 
 def roundtrip(value: Any) -> Any:
@@ -108,3 +110,65 @@ def test_malformed_fragment_or_missing_segment_raises_value_error() -> None:
         decode_value(b'{"$b": 5}', iter([]))
     with pytest.raises(ValueError):
         decode_value(b'{"$b": 5}', iter([b"abc"]))
+
+
+def _nested_lists(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _nested_dicts(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels):
+        value = {"n": value}
+    return value
+
+
+@pytest.mark.parametrize("make", [_nested_lists, _nested_dicts])
+def test_nesting_up_to_the_limit_round_trips(make: Any) -> None:
+    value = make(MAX_DEPTH - 1)  # plus the outer container: MAX_DEPTH levels
+    assert roundtrip(value) == value
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH, MAX_DEPTH + 1, 5_000, 100_000])
+@pytest.mark.parametrize("make", [_nested_lists, _nested_dicts])
+def test_deeper_nesting_raises_type_error_not_recursion_error(make: Any, levels: int) -> None:
+    with pytest.raises(TypeError, match=rf"session key 'k[\[.].*nested deeper than {MAX_DEPTH}"):
+        encode_value("k", make(levels))
+
+
+def test_self_referential_values_raise_type_error_naming_where_the_cycle_closes() -> None:
+    cart: dict[str, Any] = {"items": []}
+    cart["items"].append(cart)
+    with pytest.raises(TypeError, match=r"session key 'cart\.items\[0\]': the value contains "
+                                        r"itself \(a reference cycle\)"):
+        encode_value("cart", cart)
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(TypeError, match=r"session key 'k\[0\]': the value contains itself"):
+        encode_value("k", loop)
+
+
+def test_the_same_object_twice_is_not_a_cycle() -> None:
+    shared = {"sku": "A-1"}
+    assert roundtrip([shared, shared, {"again": shared}]) == [shared, shared, {"again": shared}]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, 2.5, None, True, "x", {"b": []}]}, 2**63 - 1, 2**64, -(2**70),
+        [float("inf"), 1.0], "lone \ud800", {"s": 1e300, "t": 1e-7, "u": -0.0},
+        ("t", "u"), {"$dt": "escaped"}, {"$other": 1, "x": 2},
+        [dt.datetime(2024, 1, 1), b"raw", Decimal("1.5"), uuid.UUID(int=7)],
+    ],
+)
+def test_orjson_and_stdlib_encoders_agree(value: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = encode_value("k", value)
+    monkeypatch.setattr(serialization, "_orjson_dumps", None)
+    slow = encode_value("k", value)
+    assert decode_value(fast[0], iter(fast[1])) == decode_value(slow[0], iter(slow[1]))
+    assert fast[1] == slow[1]
+    assert json.loads(fast[0]) == json.loads(slow[0])
