@@ -184,7 +184,7 @@ class SessionStore(StoreBase):
         return await self._run(_ops.regenerate(self._rules, session))
 
     async def update(self, session_id: str | None,
-               fn: Callable[[Session], object]) -> Session | None:
+                     fn: Callable[[Session], object]) -> Session | None:
         """Change a session atomically: read it, call ``fn(session)`` to change it in
         place, and write it conditionally on the ETag. If another request changed
         the session meanwhile, back off, re-read and call ``fn`` again on the
