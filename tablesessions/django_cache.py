@@ -4,7 +4,7 @@
 
     CACHES = {
         "default": {
-            "BACKEND": "tablesessions.django_cache.TableCache",  # or tablesessions.django.TableCache
+            "BACKEND": "tablesessions.django.TableCache",  # = tablesessions.django_cache's
             "LOCATION": "cache",            # the table; "cache/myapp" also sets app_name
             "TIMEOUT": 300,                 # seconds; None: never expires; 0: not stored
             "KEY_PREFIX": "",
@@ -44,27 +44,31 @@ storage call is made until an operation runs; create the table once with
 
 from __future__ import annotations
 
-from ._extras import require
-
-require("django", "django")  # before any django import: a missing one names the extra
-
 import asyncio
 import difflib
 import inspect
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, InvalidCacheKey
-from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
+from ._extras import require
 
-import tablesessions
-import tablesessions.aio
+require("django", "django")  # before any django import: a missing one names the extra
 
-from .signed_pickle import PickleSigner, Unverified
+from django.conf import settings  # noqa: E402
+from django.core.cache.backends.base import (  # noqa: E402
+    DEFAULT_TIMEOUT,
+    BaseCache,
+    InvalidCacheKey,
+)
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.core.signals import setting_changed  # noqa: E402
+
+import tablesessions  # noqa: E402
+import tablesessions.aio  # noqa: E402
+
+from .signed_pickle import PickleSigner, Unverified  # noqa: E402
 
 __all__ = ["TableCache"]
 
@@ -73,6 +77,7 @@ SIGNING_CONTEXT = "django-cache"
 _INT64 = (-(2**63), 2**63 - 1)
 _MISSING = object()
 _EXPIRED = object()  # a timeout <= 0: Django stores nothing (and drops what was there)
+_UNVERIFIED = object()  # a stored value whose tag does not verify: a miss
 
 #: OPTIONS handled by the backend itself (the rest go to ``tablesessions.TableCache``).
 _CONNECTION = ("connection_string", "table_endpoint", "blob_endpoint", "account_name",
@@ -347,11 +352,11 @@ class TableCache(BaseCache):
     def validate_key(self, key: Any) -> None:
         """Django's memcached-portability warnings (kept, as Django's database and
         local-memory backends keep them), then this backend's length limit."""
-        super().validate_key(key)
         if self._max_key_length and len(key) > self._max_key_length:
             raise InvalidCacheKey(f"Cache key is longer than {self._max_key_length} "
                                   f"characters ({len(key)}), the limit of "
                                   "tablesessions.TableCache")
+        super().validate_key(key)
 
     def _ttl(self, timeout: Timeout) -> Any:
         """Django's timeout as TableCache's ttl: seconds, None (forever) or _EXPIRED."""
@@ -374,19 +379,24 @@ class TableCache(BaseCache):
         return self._signer().dumps(value)
 
     def _decode(self, stored: Any, default: Any) -> Any:
+        """The value of a stored one; ``default`` for a row that fails verification."""
+        value = self._verified(stored)
+        return default if value is _UNVERIFIED else value
+
+    def _verified(self, stored: Any) -> Any:
         if isinstance(stored, bytes):
             try:
                 return self._signer().loads(stored)
-            except Unverified:  # logged by the signer (no data): a miss
-                return default
+            except Unverified:  # logged by the signer (no data): a miss, never unpickled
+                return _UNVERIFIED
         return stored  # an int, or a JSON value a plain TableCache wrote
 
     def _keys(self, keys: Iterable[Any], version: int | None) -> dict[str, Any]:
         return {self.make_and_validate_key(key, version=version): key for key in keys}
 
     @staticmethod
-    def _not_found(key: Any, exc: ValueError) -> ValueError:
-        return ValueError(f"Key '{key}' not found")
+    def _not_found(key: Any) -> ValueError:
+        return ValueError(f"Key '{key}' not found")  # Django's message
 
     # -- sync face ------------------------------------------------------------------
     def _sync(self) -> tablesessions.TableCache:
@@ -443,12 +453,17 @@ class TableCache(BaseCache):
     def get_or_set(self, key: Any, default: Any, timeout: Timeout = DEFAULT_TIMEOUT,
                    version: int | None = None) -> Any:
         """Django's get_or_set, one call shorter on a miss: when ``add`` stores
-        the default, the default is the value (no read back)."""
-        value = self.get(key, self._missing_key, version=version)
-        if value is not self._missing_key:
+        the default, the default is the value (no read back). A row that fails
+        verification is replaced (``set``): ``add`` would keep it forever."""
+        made = self.make_and_validate_key(key, version=version)
+        value = self._verified(self._sync().get(made, _MISSING))
+        if value is not _MISSING and value is not _UNVERIFIED:
             return value
         if callable(default):
             default = default()
+        if value is _UNVERIFIED:
+            self.set(key, default, timeout=timeout, version=version)
+            return default
         if self.add(key, default, timeout=timeout, version=version):
             return default
         return self.get(key, default, version=version)
@@ -461,7 +476,7 @@ class TableCache(BaseCache):
         try:
             return int(self._sync().incr(made, delta))
         except ValueError as exc:
-            raise self._not_found(key, exc) from exc
+            raise self._not_found(key) from exc
 
     def set_many(self, data: dict[Any, Any], timeout: Timeout = DEFAULT_TIMEOUT,
                  version: int | None = None) -> list[Any]:
@@ -553,11 +568,15 @@ class TableCache(BaseCache):
 
     async def aget_or_set(self, key: Any, default: Any, timeout: Timeout = DEFAULT_TIMEOUT,
                           version: int | None = None) -> Any:
-        value = await self.aget(key, self._missing_key, version=version)
-        if value is not self._missing_key:
+        made = self.make_and_validate_key(key, version=version)
+        value = self._verified(await self._aio().get(made, _MISSING))
+        if value is not _MISSING and value is not _UNVERIFIED:
             return value
         if callable(default):
             default = default()
+        if value is _UNVERIFIED:
+            await self.aset(key, default, timeout=timeout, version=version)
+            return default
         if await self.aadd(key, default, timeout=timeout, version=version):
             return default
         return await self.aget(key, default, version=version)
@@ -571,7 +590,7 @@ class TableCache(BaseCache):
         try:
             return int(await self._aio().incr(made, delta))
         except ValueError as exc:
-            raise self._not_found(key, exc) from exc
+            raise self._not_found(key) from exc
 
     async def aset_many(self, data: dict[Any, Any], timeout: Timeout = DEFAULT_TIMEOUT,
                         version: int | None = None) -> list[Any]:
@@ -607,13 +626,3 @@ class TableCache(BaseCache):
     async def acreate_storage(self) -> None:
         await self._aio().create_storage()
 
-
-def _release_all() -> list[_Clients]:
-    """Every configuration's clients, forgotten (for tests: close them yourself)."""
-    with _clients_lock:
-        out = list(_clients.values())
-        _clients.clear()
-        return out
-
-
-_Factory = Callable[..., Any]
