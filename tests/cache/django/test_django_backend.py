@@ -17,6 +17,7 @@ from ...frameworks.django_setup import configure
 if not settings.configured:
     configure()
 
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, InvalidCacheKey
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.test import override_settings
@@ -24,6 +25,7 @@ from django.test import override_settings
 import tablesessions
 import tablesessions.django
 from tablesessions import django_cache
+from tablesessions.signed_pickle import PickleSigner
 from tablesessions.testing import AzuriteServer, RequestCounter
 
 from ...conftest import CANARY
@@ -116,9 +118,9 @@ def test_manage_py_check_reports_a_bad_cache_setting() -> None:
 
 def test_the_timeout_follows_django() -> None:
     backend = build(TIMEOUT=None)
-    assert backend._ttl(django_cache.DEFAULT_TIMEOUT) is None
+    assert backend._ttl(DEFAULT_TIMEOUT) is None
     backend = build(TIMEOUT="60")
-    assert backend._ttl(django_cache.DEFAULT_TIMEOUT) == 60
+    assert backend._ttl(DEFAULT_TIMEOUT) == 60
     assert backend._ttl(0) is django_cache._EXPIRED
     assert backend._ttl(-5) is django_cache._EXPIRED
     assert backend._ttl(1.5) == 1.5
@@ -127,7 +129,7 @@ def test_the_timeout_follows_django() -> None:
 def test_an_over_long_key_is_refused_before_any_call() -> None:
     limit = tablesessions.TableCache.MAX_KEY_LENGTH
     backend = build(KEY_FUNCTION=lambda key, prefix, version: key)
-    with pytest.raises(django_cache.InvalidCacheKey, match=f"longer than {limit}"):
+    with pytest.raises(InvalidCacheKey, match=f"longer than {limit}"):
         backend.get("k" * (limit + 1))  # OFFLINE: a storage call would fail differently
 
 
@@ -197,7 +199,7 @@ async def test_a_row_written_without_the_key_is_a_logged_miss_never_unpickled(
         face: Face, caplog: pytest.LogCaptureFixture) -> None:
     made = face.backend.make_key("planted")
     plain(face.backend).set(made, pickle.dumps(Planted()))       # no tag at all
-    forged = django_cache.PickleSigner("not-the-secret", context="django-cache")
+    forged = PickleSigner("not-the-secret", context="django-cache")
     plain(face.backend).set(face.backend.make_key("forged"), forged.dumps(CANARY))
     with caplog.at_level(logging.WARNING, logger="tablesessions.security"):
         assert await face.get("planted", "miss") == "miss"
