@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import inspect
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,11 @@ from django.core.signals import setting_changed  # noqa: E402
 import tablesessions  # noqa: E402
 import tablesessions.aio  # noqa: E402
 
+from .config import (  # noqa: E402
+    ENV_BLOB_ENDPOINT,
+    ENV_CONNECTION_STRING,
+    ENV_TABLE_ENDPOINT,
+)
 from .signed_pickle import PickleSigner, Unverified  # noqa: E402
 
 __all__ = ["TableCache"]
@@ -210,6 +216,13 @@ def parse_settings(location: str, params: Mapping[str, Any]) -> _Settings:
     if len(endpoints) == 1:
         raise ImproperlyConfigured(f"{where}: OPTIONS sets only {endpoints[0]!r}: set both "
                                    "table_endpoint and blob_endpoint")
+    if not connection.keys() - {"credential", "async_credential"} and not (
+            os.environ.get(ENV_CONNECTION_STRING) or (
+                os.environ.get(ENV_TABLE_ENDPOINT) and os.environ.get(ENV_BLOB_ENDPOINT))):
+        raise ImproperlyConfigured(
+            f"{where}: no storage connection is configured: set OPTIONS['connection_string'] "
+            "(or table_endpoint and blob_endpoint, or account_name), or the "
+            f"{ENV_CONNECTION_STRING} environment variable")
     app_option = options.get("app_name")
     if app and app_option is not None and app_option != app:
         raise ImproperlyConfigured(f"{where}: the app name is set twice (LOCATION "

@@ -98,6 +98,16 @@ def test_a_bad_location_is_named(location: str, options: dict[str, Any], message
         build(location, OPTIONS={"connection_string": OFFLINE, **options})
 
 
+def test_no_connection_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TABLESESSIONS_CONNECTION_STRING", "TABLESESSIONS_TABLE_ENDPOINT",
+                 "TABLESESSIONS_BLOB_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ImproperlyConfigured, match="no storage connection is configured"):
+        build(OPTIONS={})
+    monkeypatch.setenv("TABLESESSIONS_CONNECTION_STRING", OFFLINE)
+    assert build(OPTIONS={})._settings.connection == {}  # from the environment
+
+
 def test_location_gives_the_table_and_the_app_name() -> None:
     conf = build("mycache/shop")._settings
     assert (conf.table_name, conf.app_name, conf.container_name) == \
