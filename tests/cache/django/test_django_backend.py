@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ClassVar
 
@@ -300,3 +301,26 @@ async def test_storage_calls_per_operation(face: Face, request_counter: RequestC
     assert await calls("get_many", []) == 0
     assert await calls("delete_many", []) == 0
     assert await calls("set_many", {}) == 0
+
+
+def test_incr_from_threads_is_exact(backend_factory: Callable[..., django_cache.TableCache],
+                                    ) -> None:
+    """Django builds one backend per thread; on one key their incr stay atomic."""
+    backends = [backend_factory() for _ in range(4)]
+    backends[0].set("counter", 0, timeout=None)
+    errors: list[BaseException] = []
+
+    def work(backend: django_cache.TableCache) -> None:
+        try:
+            for _ in range(10):
+                backend.incr("counter")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(b,)) for b in backends]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert backends[0].get("counter") == 40
