@@ -46,10 +46,9 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import inspect
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,11 +68,14 @@ from django.core.signals import setting_changed  # noqa: E402
 import tablesessions  # noqa: E402
 import tablesessions.aio  # noqa: E402
 
+from .cache import MAX_KEY_LENGTH  # noqa: E402
 from .config import (  # noqa: E402
     ENV_BLOB_ENDPOINT,
     ENV_CONNECTION_STRING,
     ENV_TABLE_ENDPOINT,
+    CacheConfig,
 )
+from .exceptions import CacheError  # noqa: E402
 from .signed_pickle import PickleSigner, Unverified  # noqa: E402
 
 __all__ = ["TableCache"]
@@ -112,10 +114,25 @@ class _Settings:
     signing_key: str | bytes | None = None
     signing_fallbacks: tuple[str | bytes, ...] = field(default=())
 
-    def clients_key(self) -> str:
+    def clients_key(self) -> Hashable:
         """Backends with the same storage settings share their clients."""
-        return repr((self.table_name, self.app_name, self.container_name,
-                     sorted(self.connection.items()), sorted(self.store_options.items())))
+        return (self.table_name, self.app_name, self.container_name,
+                _freeze(self.connection), _freeze(self.store_options))
+
+
+def _freeze(value: Any) -> Hashable:
+    """A hashable stand-in: containers by content, other values by equality when
+    hashable, else by identity (Django hands every rebuild the same OPTIONS objects)."""
+    if isinstance(value, Mapping):
+        return ("map", tuple(sorted((str(k), _freeze(v)) for k, v in value.items())))
+    if isinstance(value, (list, tuple)):
+        return ("seq", tuple(_freeze(v) for v in value))
+    try:
+        hash(value)
+    except TypeError:
+        return ("id", id(value))
+    frozen: Hashable = value
+    return frozen
 
 
 def _where(location: str) -> str:
@@ -123,19 +140,10 @@ def _where(location: str) -> str:
 
 
 def _store_option_names() -> frozenset[str]:
-    """Keyword options ``tablesessions.TableCache`` accepts (besides the ones this
-    backend sets itself): its constructor's keywords and its config's fields."""
-    names: set[str] = set()
-    cls: Any = tablesessions.TableCache
-    for factory in (cls.from_connection_string, cls.__init__):
-        params = inspect.signature(factory).parameters.values()
-        names.update(p.name for p in params if p.kind is p.KEYWORD_ONLY)
-    config = getattr(cls, "config_class", None)
-    fields = getattr(config, "__dataclass_fields__", None)
-    if fields:
-        names.update(fields)
-    return frozenset(names - {"table_name", "default_ttl", "app_name", "container_name",
-                              "credential"})
+    """The ``tablesessions.TableCache`` options (``CacheConfig`` fields) an
+    ``OPTIONS`` key may pass through: all but the ones this backend sets."""
+    fields = {name for name, f in CacheConfig.__dataclass_fields__.items() if f.init}
+    return frozenset(fields - {"table_name", "default_ttl", "app_name", "container_name"})
 
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:
@@ -304,7 +312,7 @@ class _Clients:
 
 
 _clients_lock = threading.Lock()
-_clients: dict[str, _Clients] = {}
+_clients: dict[Hashable, _Clients] = {}
 
 
 def _clients_for(conf: _Settings) -> _Clients:
@@ -351,7 +359,6 @@ class TableCache(BaseCache):
         self._settings = parse_settings(location, params)
         super().__init__(params)
         self._clients = _clients_for(self._settings)
-        self._max_key_length: int = getattr(tablesessions.TableCache, "MAX_KEY_LENGTH", 0)
         self._fixed_signer = (
             None if self._settings.signing_key is None else
             PickleSigner(self._settings.signing_key, self._settings.signing_fallbacks,
@@ -365,10 +372,9 @@ class TableCache(BaseCache):
     def validate_key(self, key: Any) -> None:
         """Django's memcached-portability warnings (kept, as Django's database and
         local-memory backends keep them), then this backend's length limit."""
-        if self._max_key_length and len(key) > self._max_key_length:
-            raise InvalidCacheKey(f"Cache key is longer than {self._max_key_length} "
-                                  f"characters ({len(key)}), the limit of "
-                                  "tablesessions.TableCache")
+        if len(key) > MAX_KEY_LENGTH:
+            raise InvalidCacheKey(f"Cache key is longer than {MAX_KEY_LENGTH} characters "
+                                  f"({len(key)}), the limit of tablesessions.TableCache")
         super().validate_key(key)
 
     def _ttl(self, timeout: Timeout) -> Any:
@@ -488,7 +494,9 @@ class TableCache(BaseCache):
         made = self.make_and_validate_key(key, version=version)
         try:
             return int(self._sync().incr(made, delta))
-        except ValueError as exc:
+        except CacheError:
+            raise
+        except ValueError as exc:  # no live entry
             raise self._not_found(key) from exc
 
     def set_many(self, data: dict[Any, Any], timeout: Timeout = DEFAULT_TIMEOUT,
@@ -602,7 +610,9 @@ class TableCache(BaseCache):
         made = self.make_and_validate_key(key, version=version)
         try:
             return int(await self._aio().incr(made, delta))
-        except ValueError as exc:
+        except CacheError:
+            raise
+        except ValueError as exc:  # no live entry
             raise self._not_found(key) from exc
 
     async def aset_many(self, data: dict[Any, Any], timeout: Timeout = DEFAULT_TIMEOUT,

@@ -26,6 +26,7 @@ from django.test import override_settings
 import tablesessions
 import tablesessions.django
 from tablesessions import django_cache
+from tablesessions.cache import MAX_KEY_LENGTH
 from tablesessions.signed_pickle import PickleSigner
 from tablesessions.testing import AzuriteServer, RequestCounter
 
@@ -138,7 +139,7 @@ def test_the_timeout_follows_django() -> None:
 
 
 def test_an_over_long_key_is_refused_before_any_call() -> None:
-    limit = tablesessions.TableCache.MAX_KEY_LENGTH
+    limit = MAX_KEY_LENGTH
     backend = build(KEY_FUNCTION=lambda key, prefix, version: key)
     with pytest.raises(InvalidCacheKey, match=f"longer than {limit}"):
         backend.get("k" * (limit + 1))  # OFFLINE: a storage call would fail differently
