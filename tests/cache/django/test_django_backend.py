@@ -83,6 +83,10 @@ def test_the_django_module_exposes_the_backend() -> None:
      "OPTIONS['SIGNING_KEY_FALLBACKS'] must be a list of str or bytes"),
     ({"OPTIONS": {"connection_string": OFFLINE, "container_name": 3}},
      "OPTIONS['container_name'] must be a string, not int"),
+    ({"OPTIONS": {"connection_string": OFFLINE, "max_parallel": 0}},  # TableCache's check
+     "OPTIONS: max_parallel must be a positive int"),
+    ({"OPTIONS": {"connection_string": OFFLINE, "sliding": "yes"}},
+     "OPTIONS: sliding must be a bool"),
 ])
 def test_a_bad_setting_is_named(params: dict[str, Any], message: str) -> None:
     with pytest.raises(ImproperlyConfigured) as caught:
