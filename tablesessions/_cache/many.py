@@ -321,8 +321,10 @@ def _delete_singly(rows: Sequence[Row]) -> Op[list[Row]]:
 
 def clear(rules: CacheRules) -> Op[int]:
     """Delete every entry of this namespace (``app_name``): a scan of its 16
-    partitions with batched deletes, then the blobs under ``<app>/`` that were
-    there before the clear began. Returns how many rows were deleted."""
+    partitions with batched deletes (and the blobs those rows point to), then
+    the other blobs under ``<app>/`` (orphans) last modified before the clear
+    began by the cache's clock, so that a value being written meanwhile keeps
+    its blob. Returns how many rows were deleted."""
     started = rules.now()
     app = rules.config.app_name
     subs = [_clear_partition(rules, f"{app}-{s}") for s in PARTITION_SUFFIXES]
@@ -344,8 +346,6 @@ def _clear_partition(rules: CacheRules, pk: str) -> Op[int]:
     while True:
         rows, token = yield QueryPage("PartitionKey eq @pk", {"pk": pk}, _DELETE_COLUMNS,
                                       MAX_QUERY_PAGE, token)
-        for batch in _chunks(rows, MAX_BATCH_OPERATIONS):
-            gone = yield from _delete_batch(list(batch))
-            deleted += len(gone)
+        deleted += yield from delete_rows(rules, rows)
         if token is None:
             return deleted
