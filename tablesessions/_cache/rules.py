@@ -205,7 +205,19 @@ class CacheRules(RecordRules):
         """
         if self.stores_natively(value):
             return Prepared({COL_INT: EntityProperty(value, EdmType.INT64)})
-        stored, codec = self.pack({_ENTRY: encode_key(_ENTRY, value)}, row_key)
+        try:
+            encoded = encode_key(_ENTRY, value)
+        except TypeError as exc:
+            # The codec names a session key ("session key 'v.items[3]': ..."): here
+            # it is the cache value, and the path inside it is what helps.
+            text = str(exc)
+            prefix = f"session key '{_ENTRY}"
+            path, sep, reason = text[len(prefix):].partition("': ")
+            if text.startswith(prefix) and sep:
+                where = f" at {path.lstrip('.')!r}" if path else ""
+                text = f"cache value{where}: {reason}"
+            raise TypeError(text) from None
+        stored, codec = self.pack({_ENTRY: encoded}, row_key)
         pointer: BlobPointer | None = None
         blob = None
         if self.overflows(stored):
