@@ -329,3 +329,19 @@ def test_incr_from_threads_is_exact(backend_factory: Callable[..., django_cache.
         thread.join()
     assert errors == []
     assert backends[0].get("counter") == 40
+
+
+def test_backends_of_one_configuration_share_clients_and_close_keeps_them() -> None:
+    """Django builds a backend per thread and calls close() after every request:
+    the clients (and their connection pool) survive both; disconnect() ends them."""
+    first, second = build(), build()
+    other = build("othercache")
+    clients = first._clients.sync()
+    assert second._clients.sync() is clients
+    assert other._clients.sync() is not clients
+    first.close()
+    assert second._clients.sync() is clients
+    first.disconnect()
+    assert second._clients.sync() is not clients
+    second.disconnect()
+    other.disconnect()
