@@ -35,13 +35,13 @@ from typing import Any
 from azure.data.tables import TableClient, TableServiceClient
 
 import tablesessions
-from tablesessions import _ops
-from tablesessions import _sweep as sweeper
-from tablesessions._core import Rules
-from tablesessions._driver import drive
-from tablesessions._effects import Effect, InsertEntity
-from tablesessions._ids import PARTITION_SUFFIXES
-from tablesessions._limits import MAX_BATCH_OPERATIONS, MAX_QUERY_PAGE
+from tablesessions._record import sweep as sweeper
+from tablesessions._record.driver import drive
+from tablesessions._record.effects import Effect, InsertEntity
+from tablesessions._record.keys import PARTITION_SUFFIXES
+from tablesessions._record.limits import MAX_BATCH_OPERATIONS, MAX_QUERY_PAGE
+from tablesessions._sessions import ops as _ops
+from tablesessions._sessions.rules import Rules
 from tablesessions.config import StoreConfig
 from tablesessions.testing import AzuriteServer, RecordedRequest, RequestCounter, unique_name
 

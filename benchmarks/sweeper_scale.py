@@ -30,8 +30,8 @@ from azure.core import MatchConditions
 from azure.data.tables import TableClient, TableServiceClient
 
 import tablesessions
-from tablesessions._ids import PARTITION_SUFFIXES
-from tablesessions._limits import MAX_BATCH_OPERATIONS, MAX_QUERY_PAGE
+from tablesessions._record.keys import PARTITION_SUFFIXES
+from tablesessions._record.limits import MAX_BATCH_OPERATIONS, MAX_QUERY_PAGE
 from tablesessions.testing import AzuriteServer, unique_name
 
 from .bench_sweeper import APP, THREADS, _entities, _seed

@@ -7,7 +7,7 @@ sweeper. The async store with the same API is ``tablesessions.aio.SessionStore``
 
 from __future__ import annotations
 
-from ._ids import is_valid_session_id, new_session_id
+from ._sessions.ids import is_valid_session_id, new_session_id
 from .config import StoreConfig
 from .exceptions import (
     LockTimeoutError,

@@ -11,9 +11,9 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from ._core import Rules
-from ._failure import StoreStats, absorb
-from ._ids import is_valid_session_id
+from ._record.failure import StoreStats, absorb
+from ._sessions.ids import is_valid_session_id
+from ._sessions.rules import Rules
 from .config import (
     ENV_BLOB_ENDPOINT,
     ENV_CONNECTION_STRING,
@@ -105,7 +105,7 @@ class StoreBase:
 
     def new(self) -> Session:
         """Return an unsaved session with a fresh 256-bit id (no storage call)."""
-        from ._ops import new
+        from ._sessions.ops import new
 
         return new(self._rules)
 

@@ -24,7 +24,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from ._storage_errors import error_code, missing_storage
+from ._record.storage_errors import error_code, missing_storage
 from .config import (
     ENV_BLOB_ENDPOINT,
     ENV_CONNECTION_STRING,

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from ._limits import MAX_INLINE_BYTES, check_key
-from ._payload import DEFAULT_COMPRESS_THRESHOLD
+from ._record.limits import MAX_INLINE_BYTES, check_key
+from ._record.payload import DEFAULT_COMPRESS_THRESHOLD
 from .encryption import KeyRing
 from .retry import RetryPolicy
 
@@ -96,7 +96,68 @@ def utc_now() -> dt.datetime:
 
 
 @dataclass(frozen=True)
-class StoreConfig:
+class RecordConfig:
+    """The options of the shared record layer: where records live, how their
+    payloads are encoded, encrypted and overflowed, and how storage is called.
+    :class:`StoreConfig` (sessions) and :class:`CacheConfig` (the key-value
+    cache) add their own; see those for every field's meaning.
+    """
+
+    table_name: str = "sessions"
+    container_name: str = "sessions-overflow"
+    app_name: str = "default"
+    inline_budget: int = MAX_INLINE_BYTES
+    compress_threshold: int = DEFAULT_COMPRESS_THRESHOLD
+    compression_level: int = 1
+    max_merge_attempts: int = 100
+    retry: RetryPolicy = field(default_factory=RetryPolicy.request_path)
+    background_retry: RetryPolicy = field(default_factory=RetryPolicy.background)
+    on_storage_error: OnStorageError = "raise"
+    connection_timeout: float = 2.0
+    read_timeout: float = 5.0
+    transfer_rate: float = 8_000_000.0
+    key_ring: KeyRing | None = UNSET
+    accept_plaintext: bool = UNSET
+    clock: Callable[[], dt.datetime] = utc_now
+    client_options: Mapping[str, Any] = field(default_factory=dict)
+    #: Whether ``key_ring`` / ``accept_plaintext`` were given (set by ``__post_init__``).
+    key_ring_given: bool = field(init=False, default=False, repr=False, compare=False)
+    accept_plaintext_given: bool = field(init=False, default=False, repr=False, compare=False)
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """The largest encoded payload one record may hold (inline or blob)."""
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        for name, unset_value in (("key_ring", None), ("accept_plaintext", False)):
+            given = getattr(self, name) is not UNSET
+            object.__setattr__(self, f"{name}_given", given)
+            if not given:
+                object.__setattr__(self, name, unset_value)
+        if not _TABLE_RE.fullmatch(self.table_name):
+            raise ValueError(f"table_name {self.table_name!r}: 3-63 letters/digits, "
+                             "starting with a letter")
+        if not _CONTAINER_RE.fullmatch(self.container_name):
+            raise ValueError(f"container_name {self.container_name!r}: 3-63 lowercase "
+                             "letters, digits and single hyphens")
+        if not _APP_RE.fullmatch(self.app_name):
+            raise ValueError(f"app_name {self.app_name!r}: 1-64 of A-Z a-z 0-9 _ .")
+        check_key(self.app_name, "app_name")
+        if not 0 <= self.inline_budget <= MAX_INLINE_BYTES:
+            raise ValueError(f"inline_budget must be 0..{MAX_INLINE_BYTES}")
+        if not 0 <= self.compression_level <= 9:
+            raise ValueError("compression_level must be 0..9")
+        if self.on_storage_error not in ("raise", "empty"):
+            raise ValueError("on_storage_error must be raise or empty")
+        if self.max_merge_attempts < 1:
+            raise ValueError("max_merge_attempts must be >= 1")
+        if self.connection_timeout <= 0 or self.read_timeout <= 0 or self.transfer_rate <= 0:
+            raise ValueError("timeouts and transfer_rate must be positive")
+
+
+@dataclass(frozen=True)
+class StoreConfig(RecordConfig):
     """Options shared by the sync and async stores. All are keyword arguments of
     ``SessionStore.from_connection_string`` and the other constructors.
 
@@ -164,47 +225,20 @@ class StoreConfig:
 
     table_name: str = "sessions"
     container_name: str = "sessions-overflow"
-    app_name: str = "default"
     idle_timeout: dt.timedelta = dt.timedelta(minutes=20)
     absolute_timeout: dt.timedelta = dt.timedelta(hours=12)
     max_absolute_timeout: dt.timedelta | None = None
     refresh_threshold: float = 0.5
-    inline_budget: int = MAX_INLINE_BYTES
     max_session_bytes: int = 128 * 1024 * 1024
-    compress_threshold: int = DEFAULT_COMPRESS_THRESHOLD
-    compression_level: int = 1
     concurrency: Concurrency = "merge"
     key_conflict: KeyConflict = "last_writer_wins"
-    max_merge_attempts: int = 100
-    retry: RetryPolicy = field(default_factory=RetryPolicy.request_path)
-    background_retry: RetryPolicy = field(default_factory=RetryPolicy.background)
-    on_storage_error: OnStorageError = "raise"
-    connection_timeout: float = 2.0
-    read_timeout: float = 5.0
-    transfer_rate: float = 8_000_000.0
-    key_ring: KeyRing | None = UNSET
-    accept_plaintext: bool = UNSET
-    clock: Callable[[], dt.datetime] = utc_now
-    client_options: Mapping[str, Any] = field(default_factory=dict)
-    #: Whether ``key_ring`` / ``accept_plaintext`` were given (set by ``__post_init__``).
-    key_ring_given: bool = field(init=False, default=False, repr=False, compare=False)
-    accept_plaintext_given: bool = field(init=False, default=False, repr=False, compare=False)
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.max_session_bytes
 
     def __post_init__(self) -> None:
-        for name, unset_value in (("key_ring", None), ("accept_plaintext", False)):
-            given = getattr(self, name) is not UNSET
-            object.__setattr__(self, f"{name}_given", given)
-            if not given:
-                object.__setattr__(self, name, unset_value)
-        if not _TABLE_RE.fullmatch(self.table_name):
-            raise ValueError(f"table_name {self.table_name!r}: 3-63 letters/digits, "
-                             "starting with a letter")
-        if not _CONTAINER_RE.fullmatch(self.container_name):
-            raise ValueError(f"container_name {self.container_name!r}: 3-63 lowercase "
-                             "letters, digits and single hyphens")
-        if not _APP_RE.fullmatch(self.app_name):
-            raise ValueError(f"app_name {self.app_name!r}: 1-64 of A-Z a-z 0-9 _ .")
-        check_key(self.app_name, "app_name")
+        super().__post_init__()
         for name in ("idle_timeout", "absolute_timeout"):
             parsed = timeout_setting(getattr(self, name), name)
             if parsed is None:
@@ -222,23 +256,13 @@ class StoreConfig:
                              "absolute_timeout")
         if not 0.0 <= self.refresh_threshold <= 1.0:
             raise ValueError("refresh_threshold must be between 0 and 1")
-        if not 0 <= self.inline_budget <= MAX_INLINE_BYTES:
-            raise ValueError(f"inline_budget must be 0..{MAX_INLINE_BYTES}")
         if self.max_session_bytes < 1:
             raise ValueError("max_session_bytes must be positive")
-        if not 0 <= self.compression_level <= 9:
-            raise ValueError("compression_level must be 0..9")
         if self.concurrency not in ("merge", "strict", "overwrite"):
             raise ValueError(f"concurrency must be merge, strict or overwrite, "
                              f"not {self.concurrency!r}")
         if self.key_conflict not in ("last_writer_wins", "raise"):
             raise ValueError("key_conflict must be last_writer_wins or raise")
-        if self.on_storage_error not in ("raise", "empty"):
-            raise ValueError("on_storage_error must be raise or empty")
-        if self.max_merge_attempts < 1:
-            raise ValueError("max_merge_attempts must be >= 1")
-        if self.connection_timeout <= 0 or self.read_timeout <= 0 or self.transfer_rate <= 0:
-            raise ValueError("timeouts and transfer_rate must be positive")
 
 
 def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -52,8 +52,8 @@ from django.core.signals import setting_changed
 
 from . import Session, SessionConflictError, SessionDecodeError
 from . import SessionStore as TableSessionStore
-from ._cookies import PREFIX, CookieSigner, store_from_settings
-from ._django_settings import problems
+from ._sessions.cookies import PREFIX, CookieSigner, store_from_settings
+from ._sessions.django_settings import problems
 from .models import MAX_IDLE
 
 __all__ = ["SessionStore", "TableSessionsConfig", "check_settings", "get_store"]

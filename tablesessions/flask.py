@@ -39,7 +39,7 @@ from flask import session as _current_session
 from flask.sessions import SessionInterface, SessionMixin
 
 from . import Session, SessionDecodeError, SessionStore
-from ._cookies import (
+from ._sessions.cookies import (
     PREFIX,
     CookieSigner,
     CookieSpec,
@@ -49,7 +49,7 @@ from ._cookies import (
     normalize_samesite,
     store_from_settings,
 )
-from ._lazy_session import LazySession
+from ._sessions.lazy_session import LazySession
 from .models import MAX_IDLE
 
 if TYPE_CHECKING:

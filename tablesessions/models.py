@@ -7,7 +7,7 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._payload import EncodedKey, decode_key
+from ._record.payload import EncodedKey, decode_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +182,7 @@ class Session(MutableMapping[str, Any]):
         value changed in place, ``modified = True`` was set, or the session is new."""
         if self._force or self._changed or self._stored is None:
             return True
-        from ._core import changed_in_place  # local: _core imports this module
+        from ._sessions.rules import changed_in_place  # local: _core imports this module
 
         return bool(changed_in_place(self))
 

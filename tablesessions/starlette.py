@@ -41,8 +41,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import Session, SessionDecodeError
-from ._cookies import CookieSigner, CookieSpec, end_action, end_cookie, normalize_samesite
-from ._lazy_session import verify_cookie
+from ._sessions.cookies import CookieSigner, CookieSpec, end_action, end_cookie, normalize_samesite
+from ._sessions.lazy_session import verify_cookie
 from .aio import SessionStore
 from .models import MAX_IDLE
 

@@ -12,7 +12,8 @@ import pytest
 
 import tablesessions
 import tablesessions.aio
-from tablesessions import _ids, _ops
+from tablesessions._sessions import ids as _ids
+from tablesessions._sessions import ops as _ops
 from tablesessions.testing import ACCOUNT_KEY, AzuriteServer, RequestCounter
 
 

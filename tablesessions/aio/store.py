@@ -19,12 +19,11 @@ from azure.core.exceptions import (
 from azure.data.tables.aio import TableClient
 from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
-from .. import _ops
 from .._base import StoreBase, env_source, make_config
-from .._calls import BlobSink, call_for
-from .._clients import async_transport, blob_kwargs, default_endpoints, sdk_kwargs
-from .._driver import adrive
-from .._effects import (
+from .._record.calls import BlobSink, call_for
+from .._record.clients import async_transport, blob_kwargs, default_endpoints, sdk_kwargs
+from .._record.driver import adrive
+from .._record.effects import (
     BlobInfo,
     CreateStorage,
     Effect,
@@ -39,8 +38,9 @@ from .._effects import (
     Sleep,
     TimeLeft,
 )
-from .._failure import storage_not_found
-from .._rotation import RotationReport
+from .._record.failure import storage_not_found
+from .._sessions import ops as _ops
+from .._sessions.rotation import RotationReport
 from ..config import StoreConfig, TimeoutLike
 from ..models import Session, StorageStats, SweepReport
 from ..retry import Deadline, RetryPolicy
@@ -218,7 +218,7 @@ class SessionStore(StoreBase):
         :raises SessionConflictError: on exit, if the lease ran out and another
             request took the lock (the block's changes are not saved).
         """
-        from .. import _lock
+        from .._sessions import lock as _lock
 
         session = await self._run(_lock.acquire(self._rules, session_id, timeout, lease),
                             per_call=True)
@@ -241,20 +241,20 @@ class SessionStore(StoreBase):
 
         :raises ValueError: for an empty or over-long ``user_id``.
         """
-        from .. import _users
+        from .._sessions import users as _users
 
         await self._run(_users.bind_and_save(self._rules, session, user_id))
 
     async def revoke_user(self, user_id: str) -> None:
         """End every session of the user on every instance: one conditional merge of
         the user's generation, whatever the number of sessions ("log out everywhere")."""
-        from .. import _users
+        from .._sessions import users as _users
 
         await self._run(_users.revoke(self._rules, user_id))
 
     async def user_sessions(self, user_id: str) -> list[dict[str, Any]]:
         """List the user's live sessions: metadata only, identified by a row key prefix."""
-        from .. import _users
+        from .._sessions import users as _users
 
         return await self._run(_users.sessions_of(self._rules, user_id), background=True)
 
@@ -265,12 +265,12 @@ class SessionStore(StoreBase):
         Resumable: run it again after a time-out or crash and it continues.
         :raises ValueError: when the store has no ``key_ring``.
         """
-        from .. import _rotation
+        from .._sessions import rotation as _rotation
 
         return await self._run(_rotation.rotate_keys(self._rules, time_budget=time_budget,
                                                max_parallel=max_parallel), background=True)
 
-    # -- maintenance (tablesessions._admin) ----------------------------------------
+    # -- maintenance (tablesessions._sessions.admin) ----------------------------------------
     async def sweep(self, *, dry_run: bool = False, time_budget: dt.timedelta | None = None,
               orphan_grace: dt.timedelta = dt.timedelta(hours=1),
               max_parallel: int = 4) -> SweepReport:
@@ -281,16 +281,18 @@ class SessionStore(StoreBase):
         :param dry_run: count what would be deleted, delete nothing.
         :param max_parallel: partitions scanned at once.
         """
-        from .. import _sweep
+        from .._record import sweep as _sweep
+        from .._sessions.users import sweep_index
 
         return await self._run(_sweep.sweep(self._rules, dry_run=dry_run, time_budget=time_budget,
-                                      orphan_grace=orphan_grace, max_parallel=max_parallel),
+                                      orphan_grace=orphan_grace, max_parallel=max_parallel,
+                                      extra_pass=sweep_index),
                          background=True)
 
     async def storage_stats(self) -> StorageStats:
         """Count sessions, expired sessions, bytes, overflowed sessions and a size
         histogram for this app (scans the app's partitions; no payloads read)."""
-        from .. import _admin
+        from .._sessions import admin as _admin
 
         return await self._run(_admin.storage_stats(self._rules), background=True)
 
@@ -300,7 +302,7 @@ class SessionStore(StoreBase):
         For operators: unlike :meth:`get`, it also shows expired sessions and
         never refreshes anything.
         """
-        from .. import _admin
+        from .._sessions import admin as _admin
 
         return await self._run(_admin.inspect(self._rules, session_id, show_data=show_data),
                          background=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from tablesessions import new_session_id
-from tablesessions._cookies import CookieSigner
+from tablesessions._sessions.cookies import CookieSigner
 
 SECRET = "framework-suite-secret"
 OTHER_SECRET = "not-the-framework-secret"

@@ -9,7 +9,7 @@ import pytest
 
 import tablesessions
 from tablesessions import new_session_id
-from tablesessions._cookies import (
+from tablesessions._sessions.cookies import (
     COOKIE_LENGTH,
     CookieSigner,
     CookieSpec,

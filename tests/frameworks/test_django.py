@@ -23,7 +23,7 @@ from django.test import AsyncClient, Client, override_settings
 from django.urls import path
 
 import tablesessions
-from tablesessions._cookies import CookieSigner
+from tablesessions._sessions.cookies import CookieSigner
 from tablesessions.django import SessionStore, get_store
 from tablesessions.testing import AzuriteServer, RequestCounter
 from tests.conftest import FakeClock

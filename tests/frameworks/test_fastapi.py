@@ -11,7 +11,7 @@ import pytest
 from fastapi import Depends, FastAPI, HTTPException, Request
 
 import tablesessions.aio
-from tablesessions._cookies import CookieSigner
+from tablesessions._sessions.cookies import CookieSigner
 from tablesessions.starlette import TableSession, TableSessionMiddleware, load_session
 from tablesessions.testing import RequestCounter
 

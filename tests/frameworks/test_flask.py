@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 import tablesessions
-from tablesessions._cookies import CookieSigner
+from tablesessions._sessions.cookies import CookieSigner
 from tablesessions.flask import TableSessions, regenerate
 from tablesessions.testing import AzuriteServer, RequestCounter
 from tests.conftest import FakeClock

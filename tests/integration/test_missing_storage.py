@@ -18,7 +18,7 @@ from azure.storage.blob import ContainerClient
 
 import tablesessions
 from tablesessions import StorageNotFoundError
-from tablesessions._storage_errors import error_code  # reads x-ms-error-code
+from tablesessions._record.storage_errors import error_code  # reads x-ms-error-code
 from tablesessions.testing import AzuriteServer, RequestCounter, unique_name
 from tests.conftest import Face, MakeStore
 

@@ -12,9 +12,9 @@ from azure.storage.blob import ContainerClient
 
 import tablesessions
 from tablesessions import RetryPolicy, SessionDecodeError, SessionTooLargeError
-from tablesessions._effects import ReadBlob, ReadEntity
-from tablesessions._limits import MAX_INLINE_BYTES
-from tablesessions._ops import get as get_op
+from tablesessions._record.effects import ReadBlob, ReadEntity
+from tablesessions._record.limits import MAX_INLINE_BYTES
+from tablesessions._sessions.ops import get as get_op
 from tablesessions.encryption import KeyRing
 from tablesessions.testing import AzuriteServer, FaultProxyPair, RequestCounter
 
@@ -41,7 +41,7 @@ async def test_overflow_round_trips_and_counts(
     await store.save(session)
     assert methods(request_counter) == [("PUT", "blob"), ("POST", "table")]
     [first] = blobs(azurite, storage_names[1])
-    assert first.startswith(f"default/{tablesessions._ids.row_key_for(session.id)}/")
+    assert first.startswith(f"default/{tablesessions._sessions.ids.row_key_for(session.id)}/")
 
     request_counter.reset()
     loaded = await store.get(session.id)
@@ -73,9 +73,10 @@ async def test_payload_exactly_at_the_default_budget_stays_inline_on_azurite(
     loaded = await store.get(session.id)
     assert loaded is not None
     loaded["k"] = os.urandom(MAX_INLINE_BYTES)
-    size = len(tablesessions._payload.assemble(store._rules.encode_all(loaded)))
+    size = len(tablesessions._record.payload.assemble(store._rules.encode_all(loaded)))
     loaded["k"] = loaded["k"][: MAX_INLINE_BYTES - (size - MAX_INLINE_BYTES)]
-    assert len(tablesessions._payload.assemble(store._rules.encode_all(loaded))) == MAX_INLINE_BYTES
+    stored = tablesessions._record.payload.assemble(store._rules.encode_all(loaded))
+    assert len(stored) == MAX_INLINE_BYTES
     await store.save(loaded)  # a replace of 704,000 bytes: Azurite's JSON-body check passes
     assert blobs(azurite, storage_names[1]) == []
     again = await store.get(session.id)
@@ -96,7 +97,7 @@ async def test_delete_and_regenerate_remove_blobs(
     fresh = await store.regenerate(await store.get(two.id))
     names = blobs(azurite, storage_names[1])
     assert len(names) == 1
-    assert tablesessions._ids.row_key_for(fresh.id) in names[0]
+    assert tablesessions._sessions.ids.row_key_for(fresh.id) in names[0]
     assert (await store.get(fresh.id))["f"] == two["f"]
     await store.delete(fresh)
     assert blobs(azurite, storage_names[1]) == []

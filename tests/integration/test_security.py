@@ -48,7 +48,7 @@ async def test_ciphertext_moved_to_another_row_reads_as_no_session_and_is_logged
     await store.save(attacker)
     with table(azurite, storage_names) as raw:
         rows = {r["RowKey"]: r for r in raw.list_entities()}
-        from tablesessions._ids import row_key_for
+        from tablesessions._sessions.ids import row_key_for
 
         stolen = rows[row_key_for(victim.id)]
         target = dict(rows[row_key_for(attacker.id)])
@@ -209,6 +209,6 @@ async def test_the_sweeper_removes_index_entries_past_their_session(
     assert report.index_entries_deleted == 1
     with table(azurite, storage_names) as raw:
         index = [r for r in raw.list_entities() if "~u~" in r["PartitionKey"]]
-    from tablesessions._ids import row_key_for
+    from tablesessions._sessions.ids import row_key_for
 
     assert [r["RowKey"] for r in index] == [row_key_for(live.id)]

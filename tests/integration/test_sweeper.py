@@ -22,10 +22,10 @@ from azure.data.tables import TableClient, TableTransactionError
 from azure.storage.blob import ContainerClient
 
 import tablesessions
-from tablesessions import _sweep, _sweep_checkpoint
-from tablesessions._core import Rules
-from tablesessions._driver import drive
-from tablesessions._effects import (
+from tablesessions._record import sweep as _sweep
+from tablesessions._record import sweep_checkpoint as _sweep_checkpoint
+from tablesessions._record.driver import drive
+from tablesessions._record.effects import (
     DeleteBatch,
     DeleteBlob,
     DeleteEntity,
@@ -39,6 +39,7 @@ from tablesessions._effects import (
     Row,
     UpdateEntity,
 )
+from tablesessions._sessions.rules import Rules
 from tablesessions.config import StoreConfig
 from tablesessions.models import SweepReport
 from tablesessions.testing import AzuriteServer, RequestCounter

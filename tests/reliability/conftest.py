@@ -11,7 +11,7 @@ import pytest
 from azure.data.tables import TableClient
 from azure.storage.blob import ContainerClient
 
-from tablesessions._ids import row_key_for  # to find a session's row by its id
+from tablesessions._sessions.ids import row_key_for  # to find a session's row by its id
 from tablesessions.testing import AzuriteServer
 
 

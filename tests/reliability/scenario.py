@@ -52,7 +52,7 @@ from azure.storage.blob import ContainerClient
 import tablesessions
 import tablesessions.aio
 from tablesessions import RetryPolicy, Session
-from tablesessions._ids import row_key_for  # the RowKey of an id: to match raw rows
+from tablesessions._sessions.ids import row_key_for  # the RowKey of an id: to match raw rows
 from tablesessions.testing import (
     AzuriteServer,
     Fault,

@@ -74,7 +74,7 @@ from starlette.routing import Route
 
 import tablesessions
 import tablesessions.aio
-from tablesessions._cookies import CookieSigner
+from tablesessions._sessions.cookies import CookieSigner
 from tablesessions.django import get_store
 from tablesessions.flask import TableSessions
 from tablesessions.starlette import TableSessionMiddleware, load_session

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import tablesessions
 from tablesessions import SessionDecodeError
-from tablesessions._payload import assemble, decode_entries, encode_key, split
+from tablesessions._record.payload import assemble, decode_entries, encode_key, split
 from tablesessions.testing import AzuriteServer, RequestCounter
 from tests.budgets import cases
 

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceModifiedError
 
-from tablesessions import SessionConflictError, StoreConfig, _contention, _ops
-from tablesessions._core import Rules
-from tablesessions._effects import Op, ReadEntity, Row, Sleep, TimeLeft, UpdateEntity
-from tablesessions._ids import new_session_id
+from tablesessions import SessionConflictError, StoreConfig
+from tablesessions._record import contention as _contention
+from tablesessions._record.effects import Op, ReadEntity, Row, Sleep, TimeLeft, UpdateEntity
+from tablesessions._sessions import ops as _ops
+from tablesessions._sessions.ids import new_session_id
+from tablesessions._sessions.rules import Rules
 from tablesessions.models import Session
 
 from ..conftest import FakeClock
@@ -79,7 +81,7 @@ def _loaded(clock: FakeClock, **options: Any) -> tuple[Rules, Session]:
 @pytest.fixture
 def upper_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the jitter deterministic: every pause is its window's upper bound."""
-    monkeypatch.setattr("tablesessions._contention.random.uniform", lambda a, b: b)
+    monkeypatch.setattr("tablesessions._record.contention.random.uniform", lambda a, b: b)
 
 
 def test_merge_rounds_back_off_and_end_at_the_deadline(clock: FakeClock,

@@ -8,9 +8,10 @@ import os
 import pytest
 
 from tablesessions import SessionConflictError, SessionTooLargeError, StoreConfig
-from tablesessions._core import COL_ABSOLUTE, COL_EXPIRES, Rules, changed_in_place
-from tablesessions._ids import new_session_id
-from tablesessions._payload import encode_key
+from tablesessions._record.payload import encode_key
+from tablesessions._record.rules import COL_EXPIRES
+from tablesessions._sessions.ids import new_session_id
+from tablesessions._sessions.rules import COL_ABSOLUTE, Rules, changed_in_place
 from tablesessions.models import PENDING, _Stored
 
 from ..conftest import FakeClock

@@ -5,14 +5,8 @@ import hashlib
 
 import pytest
 
-from tablesessions._ids import (
-    ID_LENGTH,
-    is_valid_session_id,
-    log_id,
-    new_session_id,
-    partition_key_for,
-    row_key_for,
-)
+from tablesessions._record.keys import log_id, partition_key_for
+from tablesessions._sessions.ids import ID_LENGTH, is_valid_session_id, new_session_id, row_key_for
 
 
 def test_new_ids_carry_256_random_bits_and_are_url_safe() -> None:

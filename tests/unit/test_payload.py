@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from tablesessions._limits import MAX_PROPERTY_BYTES
-from tablesessions._payload import (
+from tablesessions._record.limits import MAX_PROPERTY_BYTES
+from tablesessions._record.payload import (
     _pack,
     assemble,
     chunk_columns,

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from tablesessions._core import new_write_token
+from tablesessions._record.rules import new_write_token
 
 
 def test_tokens_are_64_bit_hex_and_do_not_repeat() -> None:

@@ -46,7 +46,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory, SimpleTestCase, override_settings
 from django.utils import timezone
 
-from tablesessions._cookies import CookieSigner
+from tablesessions._sessions.cookies import CookieSigner
 from tablesessions.django import SessionStore as TableSession
 from tablesessions.django import get_store
 from tablesessions.testing import AzuriteServer

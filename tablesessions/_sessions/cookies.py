@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from email.utils import format_datetime
 from typing import Any, Literal
 
-from . import Session, is_valid_session_id
-from .config import (
+from .. import Session, is_valid_session_id
+from ..config import (
     ENV_ABSOLUTE_TIMEOUT,
     ENV_APP_NAME,
     ENV_BLOB_ENDPOINT,

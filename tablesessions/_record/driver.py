@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from ._effects import Effect, Op
+from .effects import Effect, Op
 
 T = TypeVar("T")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .config import StoreConfig
+from ..config import RecordConfig
 
 
-def sdk_kwargs(config: StoreConfig) -> dict[str, Any]:
+def sdk_kwargs(config: RecordConfig) -> dict[str, Any]:
     """Keyword arguments for every SDK client the store builds.
 
     ``retry_total=0``: tenacity is the only retry layer (the SDKs' own policies
@@ -23,7 +23,7 @@ def sdk_kwargs(config: StoreConfig) -> dict[str, Any]:
 
 
 #: An overflow read is one GET: the first read covers any session the store can
-#: write (``max_session_bytes`` plus room for the header and the encryption
+#: write (``max_payload_bytes`` plus room for the header and the encryption
 #: overhead), as the floor's ``download_blob()`` does up to 32 MiB. The SDK joins
 #: the response into one buffer, which the store keeps (``_calls.BlobSink``): a
 #: 64 MiB get peaks at ~2x the payload. Ranged reads in parallel (4 x 4 MiB) were
@@ -36,14 +36,14 @@ BLOB_CHUNK_GET = 4 * 1024 * 1024
 BLOB_READ_BLOCK = 256 * 1024
 
 
-def blob_kwargs(config: StoreConfig) -> dict[str, Any]:
+def blob_kwargs(config: RecordConfig) -> dict[str, Any]:
     """:func:`sdk_kwargs` plus the blob client's download sizes."""
-    return {"max_single_get_size": config.max_session_bytes + BLOB_FIRST_GET_SLACK,
+    return {"max_single_get_size": config.max_payload_bytes + BLOB_FIRST_GET_SLACK,
             "max_chunk_get_size": BLOB_CHUNK_GET,
             "connection_data_block_size": BLOB_READ_BLOCK, **sdk_kwargs(config)}
 
 
-def async_transport(config: StoreConfig) -> dict[str, Any]:
+def async_transport(config: RecordConfig) -> dict[str, Any]:
     """``transport=`` for one async SDK client (one each: closing a client closes it),
     unless the caller brought their own through ``client_options``."""
     if "transport" in config.client_options:

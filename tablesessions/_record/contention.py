@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import random
 
-from ._core import Rules
-from ._effects import Op, Sleep, TimeLeft
-from .exceptions import SessionConflictError
+from ..exceptions import SessionConflictError
+from .effects import Op, Sleep, TimeLeft
+from .rules import RecordRules
 
 #: The n-th conflict round waits uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * 2**(n-1)))
 #: seconds: 10, 20, 40 ... ms windows, capped at 250 ms, so 8 contenders spread
@@ -37,7 +37,7 @@ class Rounds:
     __slots__ = ("_cap", "_first_left", "_last_left", "_last_pause", "_round", "_spent", "_what",
                  "n")
 
-    def __init__(self, rules: Rules, what: str) -> None:
+    def __init__(self, rules: RecordRules, what: str) -> None:
         self._cap = rules.config.max_merge_attempts
         self._what = what
         self.n = 0

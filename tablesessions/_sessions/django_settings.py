@@ -16,15 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._base import make_config
-from ._cookies import OPTIONS_SETTING, PREFIX, SETTING_NAMES
-from .config import (
+from .._base import make_config
+from ..config import (
     ENV_BLOB_ENDPOINT,
     ENV_CONNECTION_STRING,
     ENV_TABLE_ENDPOINT,
     StoreConfig,
     settings_from_env,
 )
+from .cookies import OPTIONS_SETTING, PREFIX, SETTING_NAMES
 
 #: The keys of ``TABLESESSIONS``, as users write them (no prefix).
 KEYS = tuple(name.removeprefix(PREFIX) for name in (*SETTING_NAMES, OPTIONS_SETTING))

@@ -25,9 +25,9 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
-from ._core import Rules
-from ._effects import DeleteEntity, Effect, InsertEntity, Op, ReadEntity, UpdateEntity
-from ._ids import PARTITION_SUFFIXES
+from .effects import DeleteEntity, Effect, InsertEntity, Op, ReadEntity, UpdateEntity
+from .keys import PARTITION_SUFFIXES
+from .rules import RecordRules
 
 logger = logging.getLogger("tablesessions.sweeper")
 
@@ -90,7 +90,7 @@ def work_from(entity: Mapping[str, Any]) -> Work:
     return Work() if work.finished else work
 
 
-def save_checkpoint(rules: Rules, etag: str | None, work: Work, *,
+def save_checkpoint(rules: RecordRules, etag: str | None, work: Work, *,
                     call: Callable[[Effect], Op[Any]],
                     fail: Callable[[str, BaseException], None]) -> Op[None]:
     """Record unfinished work, or remove the checkpoint once the cycle is done.

@@ -16,14 +16,15 @@ from typing import Any
 
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-from ._contention import Rounds
-from ._core import COL_EXPIRES, COL_LOCK_EXPIRES, COL_LOCK_ID, COL_LOCKED_AT, LOCK_COLUMNS, Rules
-from ._effects import Op, ReadEntity, Sleep, UpdateEntity
-from ._ids import is_valid_session_id
-from ._ops import _forget, _load_entries, _read_live, _update
-from ._users import is_revoked
-from .exceptions import LockTimeoutError
-from .models import Session
+from .._record.contention import Rounds
+from .._record.effects import Op, ReadEntity, Sleep, UpdateEntity
+from .._record.rules import COL_EXPIRES
+from ..exceptions import LockTimeoutError
+from ..models import Session
+from .ids import is_valid_session_id
+from .ops import _forget, _load_entries, _read_live, _update
+from .rules import COL_LOCK_EXPIRES, COL_LOCK_ID, COL_LOCKED_AT, LOCK_COLUMNS, Rules
+from .users import is_revoked
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 #: Waiters poll with full jitter between these bounds (seconds): fast hand-over

@@ -14,21 +14,20 @@ from typing import Any
 
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-from ._core import (
+from .._record.effects import Op, Parallel, QueryPage, ReadBlob, ReadEntity, Row, UpdateEntity
+from .._record.keys import PARTITION_SUFFIXES
+from .._record.limits import MAX_QUERY_PAGE
+from .._record.rules import (
     COL_BLOB,
     COL_BLOB_DIGEST,
     COL_BLOB_SIZE,
     COL_CHUNKS,
-    COL_DELETED,
     COL_TOKEN,
-    Rules,
     new_write_token,
 )
-from ._effects import Op, Parallel, QueryPage, ReadBlob, ReadEntity, Row, UpdateEntity
-from ._ids import PARTITION_SUFFIXES
-from ._limits import MAX_QUERY_PAGE
-from ._ops import _delete_blob_quietly, _upload_if_overflowing
-from .exceptions import SessionDecodeError
+from ..exceptions import SessionDecodeError
+from .ops import _delete_blob_quietly, _upload_if_overflowing
+from .rules import COL_DELETED, Rules
 
 
 @dataclass

@@ -25,8 +25,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 from azure.data.tables import TableTransactionError
 
-from ._core import COL_ABSOLUTE, COL_CREATED, COL_EXPIRES, Rules
-from ._effects import (
+from .._record.effects import (
     DeleteBatch,
     DeleteEntity,
     Effect,
@@ -36,9 +35,12 @@ from ._effects import (
     ReadEntity,
     UpdateEntity,
 )
-from ._ids import partition_key_for, row_key_for
-from ._limits import MAX_BATCH_OPERATIONS, MAX_QUERY_PAGE
-from .models import Session
+from .._record.keys import partition_key_for
+from .._record.limits import MAX_BATCH_OPERATIONS, MAX_QUERY_PAGE
+from .._record.rules import COL_EXPIRES
+from ..models import Session
+from .ids import row_key_for
+from .rules import COL_ABSOLUTE, COL_CREATED, Rules
 
 COL_USER = "UserHash"
 COL_USER_GENERATION = "UserGeneration"
@@ -99,7 +101,7 @@ def bind(rules: Rules, session: Session, user_id: str) -> Op[None]:
 
 def bind_and_save(rules: Rules, session: Session, user_id: str) -> Op[None]:
     """``store.bind_user``: bind, then save, so the binding takes effect at once."""
-    from ._ops import save  # _ops imports this module
+    from .ops import save  # _ops imports this module
 
     yield from bind(rules, session, user_id)
     yield from save(rules, session)

@@ -9,9 +9,9 @@ from typing import Literal
 
 from azure.core.exceptions import AzureError, HttpResponseError
 
-from ._storage_errors import missing_storage
-from .config import OnStorageError, StoreConfig
-from .exceptions import StorageNotFoundError
+from ..config import OnStorageError, RecordConfig
+from ..exceptions import StorageNotFoundError
+from .storage_errors import missing_storage
 
 logger = logging.getLogger("tablesessions.store")
 
@@ -48,7 +48,7 @@ def absorb(policy: OnStorageError, stats: StoreStats, kind: Literal["read", "wri
     return True
 
 
-def storage_not_found(exc: BaseException, config: StoreConfig) -> StorageNotFoundError | None:
+def storage_not_found(exc: BaseException, config: RecordConfig) -> StorageNotFoundError | None:
     """The :class:`StorageNotFoundError` that ``exc`` means, or None when it means
     something else (including a missing entity or blob, which stays a 404).
 

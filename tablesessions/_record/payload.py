@@ -26,8 +26,8 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from ._limits import MAX_PROPERTY_BYTES
-from .serialization import decode_value, encode_value
+from ..serialization import decode_value, encode_value
+from .limits import MAX_PROPERTY_BYTES
 
 #: A byte segment: ``bytes`` when encoded here, a view into the payload when loaded.
 Buffer = bytes | memoryview

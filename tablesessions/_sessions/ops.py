@@ -19,21 +19,8 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
-from ._contention import Rounds
-from ._core import (
-    COL_ABSOLUTE,
-    COL_BLOB,
-    COL_DELETED,
-    COL_EXPIRES,
-    COL_LOCK_ID,
-    COL_TOKEN,
-    LOCK_COLUMNS,
-    POINTER_COLUMNS,
-    Rules,
-    new_write_token,
-    preserved_columns,
-)
-from ._effects import (
+from .._record.contention import Rounds
+from .._record.effects import (
     CreateStorage,
     DeleteBlob,
     InsertEntity,
@@ -44,11 +31,22 @@ from ._effects import (
     Row,
     UpdateEntity,
 )
-from ._ids import is_valid_session_id, log_id, new_session_id, row_key_for
-from ._payload import EncodedKey
-from ._users import COL_USER, USER_COLUMNS, index_session, is_revoked
-from .exceptions import SessionConflictError, SessionDecodeError, SessionTamperedError
-from .models import PENDING, BlobPointer, Session
+from .._record.keys import log_id
+from .._record.payload import EncodedKey
+from .._record.rules import COL_BLOB, COL_EXPIRES, COL_TOKEN, new_write_token
+from ..exceptions import SessionConflictError, SessionDecodeError, SessionTamperedError
+from ..models import PENDING, BlobPointer, Session
+from .ids import is_valid_session_id, new_session_id, row_key_for
+from .rules import (
+    COL_ABSOLUTE,
+    COL_DELETED,
+    COL_LOCK_ID,
+    LOCK_COLUMNS,
+    POINTER_COLUMNS,
+    Rules,
+    preserved_columns,
+)
+from .users import COL_USER, USER_COLUMNS, index_session, is_revoked
 
 logger = logging.getLogger("tablesessions.store")
 security_logger = logging.getLogger("tablesessions.security")

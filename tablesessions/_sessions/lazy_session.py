@@ -13,8 +13,8 @@ from abc import abstractmethod
 from collections.abc import Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
-from ._cookies import CookieSigner
-from .models import Session
+from ..models import Session
+from .cookies import CookieSigner
 
 #: the sync or the async ``SessionStore``, whichever the framework drives
 StoreT = TypeVar("StoreT")

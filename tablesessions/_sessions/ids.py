@@ -38,21 +38,3 @@ def is_valid_session_id(value: object) -> bool:
 def row_key_for(session_id: str) -> str:
     """Return the RowKey for a session id: its SHA-256 hex digest."""
     return hashlib.sha256(session_id.encode("ascii")).hexdigest()
-
-
-def partition_key_for(app_name: str, row_key: str) -> str:
-    """Return the PartitionKey: the app name plus the first hex digit of the row key.
-
-    16 partitions per app: Azure serves about 2,000 entities/s per partition, so
-    16 reach 32,000/s, past the 20,000 transactions/s account limit. More
-    partitions would only make the sweeper's per-partition batches smaller.
-    """
-    return f"{app_name}-{row_key[0]}"
-
-
-PARTITION_SUFFIXES = "0123456789abcdef"
-
-
-def log_id(row_key: str) -> str:
-    """Return a short, non-secret tag for logs: a prefix of the row key hash."""
-    return row_key[:12]

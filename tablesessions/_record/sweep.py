@@ -26,15 +26,15 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceModifiedError
 from azure.data.tables import TableTransactionError
 
-from ._core import COL_BLOB, COL_EXPIRES, Rules
-from ._effects import (
+from ..models import SweepReport
+from .effects import (
     BlobInfo,
     DeleteBatch,
     DeleteBlob,
@@ -48,12 +48,11 @@ from ._effects import (
     ReadEntity,
     Row,
 )
-from ._ids import log_id, partition_key_for
-from ._limits import MAX_BATCH_OPERATIONS, MAX_QUERY_PAGE
-from ._storage_errors import missing_storage
-from ._sweep_checkpoint import Work, read_checkpoint, save_checkpoint
-from ._users import sweep_index
-from .models import SweepReport
+from .keys import log_id, partition_key_for
+from .limits import MAX_BATCH_OPERATIONS, MAX_QUERY_PAGE
+from .rules import COL_BLOB, COL_EXPIRES, RecordRules
+from .storage_errors import missing_storage
+from .sweep_checkpoint import Work, read_checkpoint, save_checkpoint
 
 logger = logging.getLogger("tablesessions.sweeper")
 
@@ -78,6 +77,13 @@ _ROW_KEY = re.compile(r"[0-9a-f]{64}")
 _TX_INDEX = re.compile(r"\s*(\d+):")
 
 
+class ExtraPass(Protocol):
+    """A record type's own sweep step (see :func:`sweep`)."""
+
+    def __call__(self, rules: Any, cutoff: dt.datetime, *, dry_run: bool,
+                 call: Callable[[Effect], Op[Any]]) -> Op[int]: ...
+
+
 def lock_blob_name(app_name: str) -> str:
     """The sweeper's lease blob, in the overflow container beside the ``<app>/`` prefix."""
     return f"{app_name}.sweeper.lock"
@@ -94,9 +100,10 @@ class _Expired:
 class _Run:
     """One sweep's state, shared with its sub-operations (threads in the sync face)."""
 
-    def __init__(self, rules: Rules, *, dry_run: bool, budget: dt.timedelta | None,
-                 grace: dt.timedelta, parallel: int) -> None:
+    def __init__(self, rules: RecordRules, *, dry_run: bool, budget: dt.timedelta | None,
+                 grace: dt.timedelta, parallel: int, extra_pass: ExtraPass | None) -> None:
         self.rules = rules
+        self.extra_pass = extra_pass
         self.app = rules.config.app_name
         self.dry_run = dry_run
         self.budget = budget
@@ -178,10 +185,14 @@ class _Run:
 # -- sweep ---------------------------------------------------------------------------
 
 
-def sweep(rules: Rules, *, dry_run: bool = False, time_budget: dt.timedelta | None = None,
+def sweep(rules: RecordRules, *, dry_run: bool = False, time_budget: dt.timedelta | None = None,
           orphan_grace: dt.timedelta = dt.timedelta(hours=1),
-          max_parallel: int = 4) -> Op[SweepReport]:
-    """Delete expired sessions, their blobs and old orphan blobs; return a report.
+          max_parallel: int = 4, extra_pass: ExtraPass | None = None) -> Op[SweepReport]:
+    """Delete expired records, their blobs and old orphan blobs; return a report.
+
+    ``extra_pass``: a record type's own cleanup, run last under the same lease
+    and budget (sessions: the user index, ``_sessions.users.sweep_index``); it
+    returns how many index entries it deleted.
 
     A dry run takes no lease and writes nothing (not even the checkpoint): it
     previews a whole cycle. A real run that finds the lease taken returns at once
@@ -196,7 +207,7 @@ def sweep(rules: Rules, *, dry_run: bool = False, time_budget: dt.timedelta | No
         raise ValueError("time_budget and orphan_grace must not be negative")
     began = time.monotonic()
     run = _Run(rules, dry_run=dry_run, budget=time_budget, grace=orphan_grace,
-               parallel=max_parallel)
+               parallel=max_parallel, extra_pass=extra_pass)
     if dry_run:
         work = Work()
         yield from _sweep_work(run, work)
@@ -255,10 +266,10 @@ def _sweep_work(run: _Run, work: Work) -> Op[None]:
             yield from _sweep_orphans(run, work, first=not pending)
         except Exception as exc:
             run.fail("orphan pass", exc)
-    if not run.out_of_time():
+    if run.extra_pass is not None and not run.out_of_time():
         try:
-            removed = yield from sweep_index(run.rules, run.cutoff, dry_run=run.dry_run,
-                                             call=run.call)
+            removed = yield from run.extra_pass(run.rules, run.cutoff, dry_run=run.dry_run,
+                                                call=run.call)
             with run._mutex:
                 run.report.index_entries_deleted += removed
         except Exception as exc:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 
-from ._effects import (
+from .effects import (
     DeleteBatch,
     DeleteBlob,
     DeleteEntity,

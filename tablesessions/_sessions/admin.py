@@ -10,33 +10,30 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from ._core import (
-    COL_ABSOLUTE,
-    COL_BLOB,
-    COL_BLOB_DIGEST,
-    COL_BLOB_SIZE,
-    COL_CHUNKS,
-    COL_CODEC,
-    COL_CREATED,
-    COL_DELETED,
-    COL_EXPIRES,
-    COL_SIZE,
-    COL_VERSION,
-    LOCK_COLUMNS,
-    Rules,
-)
-from ._effects import (
+from .._record.effects import (
     Op,
     Parallel,
     QueryPage,
     ReadEntity,
 )
-from ._ids import PARTITION_SUFFIXES, is_valid_session_id, log_id
-from ._limits import MAX_QUERY_PAGE
-from ._ops import MAX_POINTER_REREADS, _load_entries
-from ._sweep import _PARTITION
-from .exceptions import SessionDecodeError
-from .models import StorageStats
+from .._record.keys import PARTITION_SUFFIXES, log_id
+from .._record.limits import MAX_QUERY_PAGE
+from .._record.rules import (
+    COL_BLOB,
+    COL_BLOB_DIGEST,
+    COL_BLOB_SIZE,
+    COL_CHUNKS,
+    COL_CODEC,
+    COL_EXPIRES,
+    COL_SIZE,
+    COL_VERSION,
+)
+from .._record.sweep import _PARTITION
+from ..exceptions import SessionDecodeError
+from ..models import StorageStats
+from .ids import is_valid_session_id
+from .ops import MAX_POINTER_REREADS, _load_entries
+from .rules import COL_ABSOLUTE, COL_CREATED, COL_DELETED, LOCK_COLUMNS, Rules
 
 #: Partitions ``storage_stats`` scans at once.
 STATS_PARALLEL = 4
