@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import pickle
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -255,6 +256,12 @@ class TableCache(BaseCache):
         try:
             return self._serializer.loads(stored)
         except Unverified:  # logged by the signer, without data
+            return None
+        except (pickle.PickleError, AttributeError, ImportError) as exc:
+            # Verified, so ours, but written by code that had a class this code lacks (a
+            # deploy renamed or removed it): a miss, as cachelib's serializers make it.
+            logger.warning("a cached value could not be unpickled (%s); treated as a miss",
+                           type(exc).__name__)
             return None
 
     # -- cachelib's API ----------------------------------------------------------------

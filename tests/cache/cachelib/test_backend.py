@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -105,6 +106,21 @@ def test_signed_payload_control(make_cache: Any) -> None:
     cache = make_cache()
     cache.set("k", Payload())
     assert cache.get("k") == "payload ran" and RAN == ["payload ran"]
+
+
+class Renamed:
+    """Cached, then gone from the code (a deploy renamed it)."""
+
+
+def test_verified_value_whose_class_is_gone_is_a_miss(
+        make_cache: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    cache = make_cache()
+    cache.set("obj", Renamed())
+    monkeypatch.delattr(sys.modules[__name__], "Renamed")
+    with caplog.at_level(logging.WARNING, logger="tablesessions.cachelib"):
+        assert cache.get("obj") is None
+    assert "AttributeError" in caplog.text
 
 
 def test_fallback_secret_reads_and_the_new_one_signs(make_cache: Any) -> None:
