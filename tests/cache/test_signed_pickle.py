@@ -158,6 +158,12 @@ def test_unverified_is_a_library_error() -> None:
     assert issubclass(Unverified, TableSessionsError)
 
 
+def test_exported_members() -> None:
+    from tablesessions import signed_pickle
+
+    assert sorted(signed_pickle.__all__) == ["MAGIC", "PickleSigner", "Unverified"]
+
+
 def test_bytes_like_accepted_other_types_refused() -> None:
     s = PickleSigner(SECRET)
     blob = s.dumps({"x": 1})

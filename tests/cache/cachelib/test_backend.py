@@ -62,6 +62,14 @@ def loads_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return calls
 
 
+def test_exported_members() -> None:
+    import tablesessions.cachelib
+    import tablesessions.flask_caching
+
+    assert sorted(tablesessions.cachelib.__all__) == ["SignedPickleSerializer", "TableCache"]
+    assert sorted(tablesessions.flask_caching.__all__) == ["CONFIG_PREFIX", "TableCache"]
+
+
 # -- authentication -----------------------------------------------------------------------
 def test_values_are_signed_pickles_and_ints_are_native(make_cache: Any) -> None:
     cache = make_cache(key_prefix="p:")
