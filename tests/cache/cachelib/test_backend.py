@@ -3,6 +3,7 @@ timeouts, namespaces and storage calls, on a real Azurite."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import pickle
@@ -25,7 +26,7 @@ from tablesessions import RetryPolicy
 from tablesessions.cachelib import SIGNING_CONTEXT, TableCache
 from tablesessions.signed_pickle import PickleSigner
 from tablesessions.testing import RequestCounter
-from tests.conftest import CANARY
+from tests.conftest import CANARY, FakeClock
 
 from .conftest import SECRET
 
@@ -205,6 +206,18 @@ def test_negative_timeout_is_already_expired(make_cache: Any) -> None:
     assert not cache.add("live", 2, timeout=-1)
     assert cache.set_many({"live": 3, "other": 4}, timeout=-5) == ["live", "other"]
     assert cache.get_many("live", "other") == [None, None]
+
+
+def test_the_sweeper_deletes_expired_entries_and_keeps_timeout_zero(
+        make_cache: Any, clock: FakeClock) -> None:
+    cache = make_cache(options={"clock": clock})
+    cache.set_many({"a": "x", "b": os.urandom(2_000_000)}, timeout=1)  # b overflows to a blob
+    cache.set("forever", "y", timeout=0)
+    clock.advance(dt.timedelta(minutes=5))  # past the sweeper's 60 s margin
+    assert cache.get_many("a", "b") == [None, None]
+    report = cache.table_cache.sweep()
+    assert (report.deleted, report.blobs_deleted, report.errors) == (2, 1, 0)
+    assert cache.get("forever") == "y"
 
 
 # -- counters -----------------------------------------------------------------------------
