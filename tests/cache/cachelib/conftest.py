@@ -26,7 +26,7 @@ def key_prefix(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
-def make_cache(azurite: AzuriteServer, storage_names: tuple[str, str],
+def make_cachelib(azurite: AzuriteServer, storage_names: tuple[str, str],
                request_counter: RequestCounter) -> Iterator[Any]:
     """Build ``TableCache`` instances on this test's own table; close them afterwards.
 

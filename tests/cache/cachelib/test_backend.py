@@ -9,7 +9,6 @@ import os
 import pickle
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -72,8 +71,8 @@ def test_exported_members() -> None:
 
 
 # -- authentication -----------------------------------------------------------------------
-def test_values_are_signed_pickles_and_ints_are_native(make_cache: Any) -> None:
-    cache = make_cache(key_prefix="p:")
+def test_values_are_signed_pickles_and_ints_are_native(make_cachelib: Any) -> None:
+    cache = make_cachelib(key_prefix="p:")
     cache.set("obj", {"card": CANARY})
     cache.set("n", 7)
     cache.set("flag", True)
@@ -87,8 +86,8 @@ def test_values_are_signed_pickles_and_ints_are_native(make_cache: Any) -> None:
 
 
 def test_planted_pickle_is_a_miss_and_never_loaded(
-        make_cache: Any, loads_calls: list[bytes], caplog: pytest.LogCaptureFixture) -> None:
-    cache = make_cache()
+        make_cachelib: Any, loads_calls: list[bytes], caplog: pytest.LogCaptureFixture) -> None:
+    cache = make_cachelib()
     tampered = bytearray(PickleSigner(SECRET, context=SIGNING_CONTEXT).dumps(Payload()))
     tampered[-2] ^= 1
     planted = {
@@ -110,9 +109,9 @@ def test_planted_pickle_is_a_miss_and_never_loaded(
     assert all(cache.has(k) for k in planted)  # has() reads no value: documented
 
 
-def test_signed_payload_control(make_cache: Any) -> None:
+def test_signed_payload_control(make_cachelib: Any) -> None:
     # The control for the test above: the same object, signed by this cache, is loaded.
-    cache = make_cache()
+    cache = make_cachelib()
     cache.set("k", Payload())
     assert cache.get("k") == "payload ran" and RAN == ["payload ran"]
 
@@ -122,9 +121,9 @@ class Renamed:
 
 
 def test_verified_value_whose_class_is_gone_is_a_miss(
-        make_cache: Any, monkeypatch: pytest.MonkeyPatch,
+        make_cachelib: Any, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    cache = make_cache()
+    cache = make_cachelib()
     cache.set("obj", Renamed())
     monkeypatch.delattr(sys.modules[__name__], "Renamed")
     with caplog.at_level(logging.WARNING, logger="tablesessions.cachelib"):
@@ -132,18 +131,18 @@ def test_verified_value_whose_class_is_gone_is_a_miss(
     assert "AttributeError" in caplog.text
 
 
-def test_fallback_secret_reads_and_the_new_one_signs(make_cache: Any) -> None:
-    old = make_cache(secret="old")
+def test_fallback_secret_reads_and_the_new_one_signs(make_cachelib: Any) -> None:
+    old = make_cachelib(secret="old")
     old.set("k", [1, 2])
-    rotated = make_cache(secret="new", secret_fallbacks=["old"])
+    rotated = make_cachelib(secret="new", secret_fallbacks=["old"])
     assert rotated.get("k") == [1, 2]
     rotated.set("k2", [3])
     assert old.get("k2") is None
-    assert make_cache(secret="new").get("k") is None
+    assert make_cachelib(secret="new").get("k") is None
 
 
-def test_entries_not_written_by_this_backend_are_misses(make_cache: Any) -> None:
-    cache = make_cache()
+def test_entries_not_written_by_this_backend_are_misses(make_cachelib: Any) -> None:
+    cache = make_cachelib()
     cache.table_cache.set("json", {"a": 1})
     cache.table_cache.set("text", "plain")
     assert cache.get("json") is None and cache.get("text") is None
@@ -151,8 +150,8 @@ def test_entries_not_written_by_this_backend_are_misses(make_cache: Any) -> None
 
 @pytest.mark.parametrize("serializer", [BaseSerializer(), SimpleSerializer(),
                                         FileSystemSerializer(), RedisSerializer()])
-def test_pickle_serializers_are_refused(make_cache: Any, serializer: Any) -> None:
-    cache = make_cache()
+def test_pickle_serializers_are_refused(make_cachelib: Any, serializer: Any) -> None:
+    cache = make_cachelib()
     with pytest.raises(TypeError, match="unauthenticated"):
         cache.serializer = serializer
     cache.serializer = JSONSerializer()
@@ -160,8 +159,8 @@ def test_pickle_serializers_are_refused(make_cache: Any, serializer: Any) -> Non
 
 
 def test_unpicklable_value_raises_before_any_write(
-        make_cache: Any, request_counter: RequestCounter) -> None:
-    cache = make_cache()
+        make_cachelib: Any, request_counter: RequestCounter) -> None:
+    cache = make_cachelib()
     with pytest.raises((pickle.PicklingError, TypeError, AttributeError)):
         cache.set("k", threading.Lock())
     with pytest.raises((pickle.PicklingError, TypeError, AttributeError)):
@@ -169,34 +168,38 @@ def test_unpicklable_value_raises_before_any_write(
     assert request_counter.count == 0
 
 
-def test_non_str_key_is_refused(make_cache: Any) -> None:
-    cache = make_cache()
+def test_non_str_key_is_refused(make_cachelib: Any) -> None:
+    cache = make_cachelib()
     with pytest.raises(TypeError):
         cache.set(lambda: "spam", 1)
 
 
 # -- timeouts -----------------------------------------------------------------------------
-def test_timeout_zero_never_expires_and_none_is_the_default(make_cache: Any) -> None:
-    cache = make_cache(default_timeout=1)
+def test_timeout_zero_never_expires_and_none_is_the_default(
+        make_cachelib: Any, clock: FakeClock) -> None:
+    cache = make_cachelib(default_timeout=1, options={"clock": clock})
     cache.set("forever", "v", timeout=0)
     cache.set("default", "v")
     cache.add("added", "v", timeout=None)
     cache.inc("counter")
-    time.sleep(2.5)
+    cache.set("later", "v", timeout=dt.timedelta(seconds=3))
+    clock.advance(dt.timedelta(seconds=2))
+    assert cache.get("later") == "v"
+    clock.advance(dt.timedelta(days=3650))
     assert cache.get("forever") == "v"
     assert cache.get("default") is None and cache.get("added") is None
-    assert cache.get("counter") is None
+    assert cache.get("counter") is None and cache.get("later") is None
 
 
-def test_default_timeout_zero_never_expires(make_cache: Any) -> None:
-    cache = make_cache(default_timeout=0)
+def test_default_timeout_zero_never_expires(make_cachelib: Any) -> None:
+    cache = make_cachelib(default_timeout=0)
     cache.set("k", "v")
     assert cache.table_cache.touch("k", ttl=None)  # still there, and still live
     assert cache.get("k") == "v"
 
 
-def test_negative_timeout_is_already_expired(make_cache: Any) -> None:
-    cache = make_cache()
+def test_negative_timeout_is_already_expired(make_cachelib: Any) -> None:
+    cache = make_cachelib()
     cache.set("k", "old")
     assert cache.set("k", "new", timeout=-1)
     assert cache.get("k") is None and not cache.has("k")
@@ -209,8 +212,8 @@ def test_negative_timeout_is_already_expired(make_cache: Any) -> None:
 
 
 def test_the_sweeper_deletes_expired_entries_and_keeps_timeout_zero(
-        make_cache: Any, clock: FakeClock) -> None:
-    cache = make_cache(options={"clock": clock})
+        make_cachelib: Any, clock: FakeClock) -> None:
+    cache = make_cachelib(options={"clock": clock})
     cache.set_many({"a": "x", "b": os.urandom(2_000_000)}, timeout=1)  # b overflows to a blob
     cache.set("forever", "y", timeout=0)
     clock.advance(dt.timedelta(minutes=5))  # past the sweeper's 60 s margin
@@ -221,8 +224,8 @@ def test_the_sweeper_deletes_expired_entries_and_keeps_timeout_zero(
 
 
 # -- counters -----------------------------------------------------------------------------
-def test_inc_dec_on_a_non_int_raises(make_cache: Any) -> None:
-    cache = make_cache()
+def test_inc_dec_on_a_non_int_raises(make_cachelib: Any) -> None:
+    cache = make_cachelib()
     cache.set("s", "text")
     with pytest.raises(TypeError):
         cache.inc("s")
@@ -230,13 +233,13 @@ def test_inc_dec_on_a_non_int_raises(make_cache: Any) -> None:
         cache.dec("s")
 
 
-def test_inc_from_threads_is_exact(make_cache: Any) -> None:
+def test_inc_from_threads_is_exact(make_cachelib: Any) -> None:
     # Missing key included: every thread's first inc may race to create it (add), and the
     # losers must increment the winner's row. A 10 s deadline: contention on one key is
     # TableCache's to resolve (CacheConflictError when its deadline runs out), and this
     # machine's two cores are shared.
     threads, per_thread = 8, 12
-    caches = [make_cache(options={"retry": RetryPolicy(deadline=10.0)})
+    caches = [make_cachelib(options={"retry": RetryPolicy(deadline=10.0)})
               for _ in range(threads)]
     errors: list[BaseException] = []
 
@@ -257,9 +260,9 @@ def test_inc_from_threads_is_exact(make_cache: Any) -> None:
 
 
 # -- namespaces and prefixes ---------------------------------------------------------------
-def test_callable_key_prefix(make_cache: Any) -> None:
+def test_callable_key_prefix(make_cachelib: Any) -> None:
     tenant = ["a"]
-    cache = make_cache(key_prefix=lambda: f"{tenant[0]}:")
+    cache = make_cachelib(key_prefix=lambda: f"{tenant[0]}:")
     cache.set("k", 1)
     tenant[0] = "b"
     assert cache.get("k") is None
@@ -269,10 +272,10 @@ def test_callable_key_prefix(make_cache: Any) -> None:
     assert cache.table_cache.get("b:k") == 2
 
 
-def test_clear_empties_the_app_name_namespace_not_only_a_prefix(make_cache: Any) -> None:
-    a = make_cache(key_prefix="a:")
-    b = make_cache(key_prefix="b:")
-    other_app = make_cache(app_name="other")
+def test_clear_empties_the_app_name_namespace_not_only_a_prefix(make_cachelib: Any) -> None:
+    a = make_cachelib(key_prefix="a:")
+    b = make_cachelib(key_prefix="b:")
+    other_app = make_cachelib(app_name="other")
     a.set("k", 1)
     b.set("k", 2)
     other_app.set("k", 3)
@@ -281,8 +284,8 @@ def test_clear_empties_the_app_name_namespace_not_only_a_prefix(make_cache: Any)
     assert other_app.get("k") == 3
 
 
-def test_cache_argument_shares_a_table_cache_and_is_not_closed(make_cache: Any) -> None:
-    owner = make_cache()
+def test_cache_argument_shares_a_table_cache_and_is_not_closed(make_cachelib: Any) -> None:
+    owner = make_cachelib()
     shared = TableCache(cache=owner.table_cache, secret=SECRET)
     shared.set("k", "v")
     shared.close()  # not ours to close
@@ -301,8 +304,8 @@ def test_conflicting_connection_arguments_are_refused() -> None:
         TableCache("UseDevelopmentStorage=true", secret="")
 
 
-def test_large_value_overflows_and_round_trips(make_cache: Any) -> None:
-    cache = make_cache()
+def test_large_value_overflows_and_round_trips(make_cachelib: Any) -> None:
+    cache = make_cachelib()
     value = {"blob": os.urandom(2 * 1024 * 1024), "n": 1}
     assert cache.set("big", value)
     assert cache.get("big") == value
@@ -311,8 +314,8 @@ def test_large_value_overflows_and_round_trips(make_cache: Any) -> None:
 
 # -- storage calls ------------------------------------------------------------------------
 def test_single_key_operations_make_one_storage_call(
-        make_cache: Any, request_counter: RequestCounter) -> None:
-    cache = make_cache(key_prefix="pre:")
+        make_cachelib: Any, request_counter: RequestCounter) -> None:
+    cache = make_cachelib(key_prefix="pre:")
     ops: list[tuple[Callable[[], Any], int]] = [
         (lambda: cache.set("k", {"v": 1}), 1),
         (lambda: cache.get("k"), 1),
@@ -340,8 +343,8 @@ def test_single_key_operations_make_one_storage_call(
 
 
 def test_many_operations_add_no_calls_to_table_cache_s(
-        make_cache: Any, request_counter: RequestCounter) -> None:
-    cache = make_cache()
+        make_cachelib: Any, request_counter: RequestCounter) -> None:
+    cache = make_cachelib()
     mapping = {f"key-{i}": i if i % 2 else f"v{i}" for i in range(40)}
     raw = {k: cache._encode(v) for k, v in mapping.items()}
     direct, ours = cache.table_cache, cache

@@ -171,8 +171,8 @@ def _session_app(backend: CachelibTableCache) -> Flask:
     return app
 
 
-def test_flask_session_cachelib_backend_across_two_instances(make_cache: Any) -> None:
-    first, second = _session_app(make_cache()), _session_app(make_cache())
+def test_flask_session_cachelib_backend_across_two_instances(make_cachelib: Any) -> None:
+    first, second = _session_app(make_cachelib()), _session_app(make_cachelib())
     client = first.test_client()
     assert client.post("/login/alice").text == "ok"
     cookie = client.get_cookie("session")

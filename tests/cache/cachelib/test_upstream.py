@@ -54,12 +54,12 @@ from .serializer import SerializerTests
 
 
 @pytest.fixture
-def cache_factory(request: pytest.FixtureRequest, key_prefix: Any, make_cache: Any) -> None:
+def cache_factory(request: pytest.FixtureRequest, key_prefix: Any, make_cachelib: Any) -> None:
     # As upstream's test_dynamodb_cache.py: the prefix from the key_prefix fixture, and
     # a clear() before each test (here the table is fresh as well).
     def _factory(self: Any, *args: Any, **kwargs: Any) -> TableCache:
         kwargs.setdefault("key_prefix", key_prefix)
-        rc: TableCache = make_cache(*args, **kwargs)
+        rc: TableCache = make_cachelib(*args, **kwargs)
         rc.clear()
         return rc
 
@@ -94,8 +94,8 @@ class TestTableCacheCheckConnection:
 
 class TestTableCacheCheckConnectionLive:
     # From TestRedisCacheCheckConnectionLive.
-    def test_reachable_server_constructs_and_works(self, make_cache: Any) -> None:
-        cache = make_cache(check_connection=True)
+    def test_reachable_server_constructs_and_works(self, make_cachelib: Any) -> None:
+        cache = make_cachelib(check_connection=True)
         assert cache.set("check-connection-key", "value")
         assert cache.get("check-connection-key") == "value"
 
@@ -105,8 +105,8 @@ class TestInterfaceUniformity:
     cache_list: list[Any]
 
     @pytest.fixture(autouse=True)
-    def create_cache_list(self, request: pytest.FixtureRequest, make_cache: Any) -> None:
-        request.cls.cache_list = [make_cache()]
+    def create_cache_list(self, request: pytest.FixtureRequest, make_cachelib: Any) -> None:
+        request.cls.cache_list = [make_cachelib()]
 
     def test_types_have_all_base_methods(self) -> None:
         public_api_methods = [
