@@ -27,6 +27,7 @@ import tablesessions
 import tablesessions.django
 from tablesessions import django_cache
 from tablesessions.cache import MAX_KEY_LENGTH
+from tablesessions.encryption import KeyRing
 from tablesessions.signed_pickle import PickleSigner
 from tablesessions.testing import AzuriteServer, RequestCounter
 
@@ -345,3 +346,15 @@ def test_backends_of_one_configuration_share_clients_and_close_keeps_them() -> N
     assert second._clients.sync() is not clients
     second.disconnect()
     other.disconnect()
+
+
+def test_a_key_ring_option_encrypts_at_rest(
+        backend_factory: Callable[..., django_cache.TableCache]) -> None:
+    ring = KeyRing.from_secrets("at-rest-secret", context="django-cache-at-rest")
+    sealed = backend_factory(key_ring=ring)
+    sealed.set("doc", {"secret": CANARY})
+    sealed.set("n", 1)
+    assert sealed.get("doc") == {"secret": CANARY}
+    assert sealed.incr("n") == 2
+    clear = backend_factory()  # the same namespace, without the ring
+    assert clear.get("doc") is None and clear.get("n") is None
