@@ -291,7 +291,8 @@ class CacheConfig(RecordConfig):
         extension never fails the read.
     :param max_value_bytes: the largest encoded value accepted (inline or blob).
     :param max_parallel: how many partitions (or point reads) the ``*_many``
-        operations and ``clear`` run at once.
+        operations and ``clear`` run at once: 16, one per partition of the
+        namespace, so ``set_many`` of 100 keys is one round of transactions.
     """
 
     table_name: str = "cache"
@@ -299,7 +300,7 @@ class CacheConfig(RecordConfig):
     default_ttl: dt.timedelta | None = dt.timedelta(seconds=300)
     sliding: bool = False
     max_value_bytes: int = 32 * 1024 * 1024
-    max_parallel: int = 8
+    max_parallel: int = 16
 
     @property
     def max_payload_bytes(self) -> int:
