@@ -7,7 +7,7 @@ floor writes or reads a copy of the entity the library wrote for the same
 value (same columns and bytes, already encoded), so a ratio isolates what the
 library adds: key hashing, encoding and decoding, expiry checks, integrity
 checks, retries and deadlines. The ``*_many`` floors send the same requests
-through a pool as wide as the library's ``Parallel`` (``max_parallel``, 16). The
+through a pool as wide as the library's ``Parallel`` (``max_parallel``, 8). The
 set_many row compares the library with itself: one ``set_many`` of 100 keys
 against 100 ``set`` calls. Timings on a shared 2-core machine are noisy.
 """
