@@ -26,9 +26,16 @@ Values are pickled, as Django's cache framework expects, and every pickle is
 authenticated: ``tablesessions.signed_pickle.PickleSigner`` under a key derived
 from ``SECRET_KEY`` (``SECRET_KEY_FALLBACKS`` verify only), or from
 ``OPTIONS["SIGNING_KEY"]``. A row whose tag does not verify is a miss, logged to
-``tablesessions.security`` without its data, and is never unpickled. An ``int``
-(not ``bool``, not a subclass) within 64 bits is stored as a native int, so
-``incr``/``decr`` are atomic and cost 2 storage calls.
+``tablesessions.security`` without its data, and is never unpickled.
+
+Encrypted at rest by default: unless ``OPTIONS["key_ring"]`` gives a ring (or
+None, to store in the clear), every value is sealed with AES-256-GCM under a
+``KeyRing.from_secrets`` of the same secret and its fallbacks (context
+``"django-cache"``: keys unrelated to the signing key and to the session
+engine's), and a plaintext row is refused (``accept_plaintext=False`` unless
+OPTIONS says otherwise). Ints are then sealed too; ``incr``/``decr`` stay
+atomic and cost 2 storage calls. Without encryption an ``int`` (not ``bool``,
+not a subclass) within 64 bits is stored as a native int.
 
 Keys are hashed into the table's keys, so any key works; Django's
 ``CacheKeyWarning`` for memcached-unsafe keys is kept, as Django's own database,
@@ -75,6 +82,7 @@ from .config import (  # noqa: E402
     ENV_TABLE_ENDPOINT,
     CacheConfig,
 )
+from .encryption import KeyRing  # noqa: E402
 from .exceptions import CacheError  # noqa: E402
 from .signed_pickle import PickleSigner, Unverified  # noqa: E402
 
@@ -82,6 +90,9 @@ __all__ = ["TableCache"]
 
 #: ``PickleSigner`` context: a Django cache key is never the key of anything else.
 SIGNING_CONTEXT = "django-cache"
+#: ``KeyRing.from_secrets`` context of the encryption at rest derived from the secret
+#: (another HKDF salt than the signer's: the two keys are unrelated).
+ENCRYPTION_CONTEXT = "django-cache"
 _INT64 = (-(2**63), 2**63 - 1)
 _MISSING = object()
 _EXPIRED = object()  # a timeout <= 0: Django stores nothing (and drops what was there)
@@ -113,6 +124,12 @@ class _Settings:
     store_options: dict[str, Any]
     signing_key: str | bytes | None = None
     signing_fallbacks: tuple[str | bytes, ...] = field(default=())
+
+    @property
+    def derives_ring(self) -> bool:
+        """Whether values are encrypted under a ring derived from the secret (the
+        default): OPTIONS gave no ``key_ring`` (a ring, or None for plaintext)."""
+        return "key_ring" not in self.store_options
 
     def clients_key(self) -> Hashable:
         """Backends with the same storage settings share their clients."""
@@ -260,10 +277,18 @@ def parse_settings(location: str, params: Mapping[str, Any]) -> _Settings:
 
 
 # -- clients, shared by every backend instance of one configuration --------------------
-def _build(cls: Any, conf: _Settings, *, is_async: bool) -> Any:
-    """A ``TableCache`` of ``cls`` (sync or aio) for ``conf``. No I/O."""
+#: A secret and its fallbacks: what keys the signer and the derived ring.
+_Secrets = tuple[str | bytes, tuple[str | bytes, ...]]
+
+
+def _build(cls: Any, conf: _Settings, ring: KeyRing | None, *, is_async: bool) -> Any:
+    """A ``TableCache`` of ``cls`` (sync or aio) for ``conf``; ``ring``: the one
+    derived from the secret, when ``conf`` encrypts by default. No I/O."""
     kwargs: dict[str, Any] = {"table_name": conf.table_name,
                               "container_name": conf.container_name, **conf.store_options}
+    if ring is not None:
+        kwargs["key_ring"] = ring
+        kwargs.setdefault("accept_plaintext", False)
     if conf.app_name is not None:
         kwargs["app_name"] = conf.app_name
     conn = conf.connection
@@ -287,8 +312,10 @@ class _Clients:
     configuration (the aio face keeps one per event loop, as its own clients do).
     """
 
-    def __init__(self, conf: _Settings) -> None:
+    def __init__(self, conf: _Settings, secrets: _Secrets | None) -> None:
         self.conf = conf
+        self.ring = None if secrets is None else KeyRing.from_secrets(
+            secrets[0], secrets[1], context=ENCRYPTION_CONTEXT)
         self._lock = threading.Lock()
         self._sync: tablesessions.TableCache | None = None
         self._aio: tablesessions.aio.TableCache | None = None
@@ -296,13 +323,15 @@ class _Clients:
     def sync(self) -> tablesessions.TableCache:
         with self._lock:
             if self._sync is None:
-                self._sync = _build(tablesessions.TableCache, self.conf, is_async=False)
+                self._sync = _build(tablesessions.TableCache, self.conf, self.ring,
+                                    is_async=False)
             return self._sync
 
     def aio(self) -> tablesessions.aio.TableCache:
         with self._lock:
             if self._aio is None:
-                self._aio = _build(tablesessions.aio.TableCache, self.conf, is_async=True)
+                self._aio = _build(tablesessions.aio.TableCache, self.conf, self.ring,
+                                   is_async=True)
             return self._aio
 
     def release(self) -> tuple[Any, Any]:
@@ -315,12 +344,14 @@ _clients_lock = threading.Lock()
 _clients: dict[Hashable, _Clients] = {}
 
 
-def _clients_for(conf: _Settings) -> _Clients:
-    key = conf.clients_key()
+def _clients_for(conf: _Settings, secrets: _Secrets | None) -> _Clients:
+    """The clients of ``conf``, encrypting under the ring of ``secrets`` (None:
+    ``conf``'s own ``key_ring`` option decides)."""
+    key = (conf.clients_key(), secrets)
     with _clients_lock:
         found = _clients.get(key)
         if found is None:
-            found = _clients[key] = _Clients(conf)
+            found = _clients[key] = _Clients(conf, secrets)
         return found
 
 
@@ -357,16 +388,38 @@ class TableCache(BaseCache):
 
     def __init__(self, location: str, params: dict[str, Any]) -> None:
         self._settings = parse_settings(location, params)
+        self._location = location
         super().__init__(params)
-        self._clients = _clients_for(self._settings)
         self._fixed_signer = (
             None if self._settings.signing_key is None else
             PickleSigner(self._settings.signing_key, self._settings.signing_fallbacks,
                          context=SIGNING_CONTEXT))
+        self._bound: tuple[_Secrets | None, _Clients] | None = None
         try:  # unknown store options and bad values fail now, not on first use
             self._clients.sync()
         except (TypeError, ValueError) as exc:
             raise ImproperlyConfigured(f"{_where(location)}: OPTIONS: {exc}") from exc
+
+    @property
+    def _clients(self) -> _Clients:
+        """The clients for the secret in force now: a changed ``SECRET_KEY`` (or
+        its fallbacks) re-derives the ring, as it re-derives the signer."""
+        secrets = self._secrets() if self._settings.derives_ring else None
+        bound = self._bound
+        if bound is None or bound[0] != secrets:
+            bound = self._bound = (secrets, _clients_for(self._settings, secrets))
+        return bound[1]
+
+    def _secrets(self) -> _Secrets:
+        conf = self._settings
+        if conf.signing_key is not None:
+            return conf.signing_key, conf.signing_fallbacks
+        secret = settings.SECRET_KEY
+        if not secret:
+            raise ImproperlyConfigured(
+                f"{_where(self._location)}: SECRET_KEY is empty: it keys the "
+                "signing and the encryption of cached values (or set OPTIONS['SIGNING_KEY'])")
+        return secret, tuple(getattr(settings, "SECRET_KEY_FALLBACKS", ()) or ())
 
     # -- the pure part, shared by both faces --------------------------------------
     def validate_key(self, key: Any) -> None:
@@ -388,8 +441,7 @@ class TableCache(BaseCache):
     def _signer(self) -> PickleSigner:
         if self._fixed_signer is not None:
             return self._fixed_signer
-        fallbacks = tuple(getattr(settings, "SECRET_KEY_FALLBACKS", ()) or ())
-        return _signer_for(settings.SECRET_KEY, fallbacks)
+        return _signer_for(*self._secrets())
 
     def _encode(self, value: Any) -> Any:
         """An int as itself (so incr is native); anything else as a signed pickle."""

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
+from azure.data.tables import TableClient
 from django.conf import settings
 
 from ...frameworks.django_setup import configure
@@ -184,6 +185,7 @@ def backend_factory(azurite: AzuriteServer, storage_names: tuple[str, str],
         made.append(backend)
         return backend
 
+    make.made = made  # type: ignore[attr-defined]
     yield make
     for backend in made:
         backend.disconnect()
@@ -194,8 +196,9 @@ async def face(face_kind: str, backend_factory: Callable[..., django_cache.Table
                request_counter: RequestCounter) -> AsyncIterator[Face]:
     backend = backend_factory()
     yield Face(backend, face_kind == "async")
-    if face_kind == "async":
-        await backend.adisconnect()
+    if face_kind == "async":  # every backend of the test: each secret has its own clients
+        for made in backend_factory.made:  # type: ignore[attr-defined]
+            await made.adisconnect()
 
 
 def plain(backend: django_cache.TableCache) -> tablesessions.TableCache:
@@ -254,7 +257,9 @@ async def test_a_configured_signing_key_replaces_secret_key(
     assert await rotated.get("k") == [1, 2]
 
 
-async def test_ints_are_native_so_incr_never_unpickles(face: Face) -> None:
+async def test_ints_are_native_so_incr_never_unpickles(
+        face: Face, backend_factory: Callable[..., django_cache.TableCache]) -> None:
+    face = Face(backend_factory(key_ring=None), face.is_async)  # native: without encryption
     await face.set("n", 41)
     await face.set("flag", True)
     await face.set("big", 2**70)
@@ -268,6 +273,70 @@ async def test_ints_are_native_so_incr_never_unpickles(face: Face) -> None:
         await face.incr("flag")
     with pytest.raises(ValueError, match="Key 'absent' not found"):
         await face.incr("absent")
+
+
+def raw_entities(azurite: AzuriteServer, table: str) -> list[dict[str, Any]]:
+    """Every row of ``table`` as the bare SDK reads it: what someone with read
+    access to the storage account sees."""
+    with TableClient.from_connection_string(azurite.connection_string, table) as client:
+        return [dict(e) for e in client.list_entities()]
+
+
+def stored_text(entities: list[dict[str, Any]]) -> bytes:
+    """Every str and bytes property value, joined (ints as their digits)."""
+    out = b""
+    for entity in entities:
+        for value in entity.values():
+            value = getattr(value, "value", value)
+            if isinstance(value, str):
+                out += value.encode() + b"\0"
+            elif isinstance(value, (bytes, bytearray)):
+                out += bytes(value) + b"\0"
+            elif isinstance(value, int) and not isinstance(value, bool):
+                out += str(value).encode() + b"\0"
+    return out
+
+
+async def test_values_are_encrypted_at_rest_by_default(
+        face: Face, azurite: AzuriteServer, storage_names: tuple[str, str],
+        request_counter: RequestCounter,
+        backend_factory: Callable[..., django_cache.TableCache]) -> None:
+    """Under a ring derived from SECRET_KEY: neither a pickled value nor an int is
+    readable in the table, and incr still costs 2 calls."""
+    table, _ = storage_names
+    await face.set("doc", {"secret": CANARY})
+    await face.set("n", 7_340_912_001)
+    request_counter.reset()
+    assert await face.incr("n") == 7_340_912_002
+    assert request_counter.count == 2
+    assert await face.get("doc") == {"secret": CANARY}
+    rows = raw_entities(azurite, table)
+    assert len(rows) == 2
+    raw = stored_text(rows)
+    assert CANARY.encode() not in raw and b"7340912002" not in raw
+    assert not any("IntValue" in row for row in rows)      # the counter is sealed too
+    # The control: the same values with encryption opted out are readable there.
+    clear = Face(backend_factory(key_ring=None), face.is_async)
+    await clear.set("doc-clear", {"secret": CANARY})
+    await clear.set("n-clear", 7_340_912_001)
+    raw = stored_text(raw_entities(azurite, table))
+    assert CANARY.encode() in raw and b"7340912001" in raw
+
+
+async def test_a_plaintext_row_is_a_logged_miss_under_the_derived_ring(
+        face: Face, backend_factory: Callable[..., django_cache.TableCache],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A correctly signed pickle written in the clear (before encryption, or
+    planted by someone with the signing key but not write-once access) is refused:
+    the derived ring does not accept plaintext."""
+    clear = Face(backend_factory(key_ring=None), face.is_async)
+    await clear.set("k", {"v": CANARY})
+    assert await clear.get("k") == {"v": CANARY}           # signed: it verifies
+    with caplog.at_level(logging.WARNING, logger="tablesessions.security"):
+        assert await face.get("k", "miss") == "miss"
+    refusals = [r for r in caplog.records if r.name == "tablesessions.security"]
+    assert len(refusals) == 1 and "SessionTamperedError" in refusals[0].getMessage()
+    assert CANARY not in refusals[0].getMessage()
 
 
 async def test_storage_calls_per_operation(face: Face, request_counter: RequestCounter) -> None:
@@ -356,5 +425,29 @@ def test_a_key_ring_option_encrypts_at_rest(
     sealed.set("n", 1)
     assert sealed.get("doc") == {"secret": CANARY}
     assert sealed.incr("n") == 2
-    clear = backend_factory()  # the same namespace, without the ring
+    derived = backend_factory()  # the same namespace, the ring derived from SECRET_KEY
+    assert derived.get("doc") is None and derived.get("n") is None
+    clear = backend_factory(key_ring=None)  # the same namespace, without a ring
     assert clear.get("doc") is None and clear.get("n") is None
+
+
+def test_secret_key_derives_the_ring_and_a_new_secret_rederives_it() -> None:
+    """No storage call: which ring each backend's TableCache encrypts under."""
+    backend = build()
+    ring = plain(backend).config.key_ring
+    assert ring is not None
+    assert plain(backend).config.accept_plaintext is False
+    expected = KeyRing.from_secrets(settings.SECRET_KEY, context="django-cache")
+    assert ring.key_ids == expected.key_ids
+    with override_settings(SECRET_KEY="rotated", SECRET_KEY_FALLBACKS=[settings.SECRET_KEY]):
+        rotated = plain(backend).config.key_ring
+        assert rotated is not None and rotated.primary != ring.primary
+        assert ring.primary in rotated.key_ids               # the old secret still decrypts
+    keyed = build(OPTIONS={"connection_string": OFFLINE, "SIGNING_KEY": "own"})
+    own = plain(keyed).config.key_ring
+    assert own is not None
+    assert own.key_ids == KeyRing.from_secrets("own", context="django-cache").key_ids
+    opted_out = build(OPTIONS={"connection_string": OFFLINE, "key_ring": None})
+    assert plain(opted_out).config.key_ring is None
+    for one in (backend, keyed, opted_out):
+        one.disconnect()
