@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
-from azure.data.tables import TableClient
 from django.conf import settings
 
 from ...frameworks.django_setup import configure
@@ -33,6 +32,7 @@ from tablesessions.signed_pickle import PickleSigner
 from tablesessions.testing import AzuriteServer, RequestCounter
 
 from ...conftest import CANARY
+from ..raw_rows import raw_entities, stored_text
 
 BACKEND = "tablesessions.django.TableCache"
 #: A connection string that parses (building the backend makes no storage call).
@@ -275,28 +275,6 @@ async def test_ints_are_native_so_incr_never_unpickles(
         await face.incr("absent")
 
 
-def raw_entities(azurite: AzuriteServer, table: str) -> list[dict[str, Any]]:
-    """Every row of ``table`` as the bare SDK reads it: what someone with read
-    access to the storage account sees."""
-    with TableClient.from_connection_string(azurite.connection_string, table) as client:
-        return [dict(e) for e in client.list_entities()]
-
-
-def stored_text(entities: list[dict[str, Any]]) -> bytes:
-    """Every str and bytes property value, joined (ints as their digits)."""
-    out = b""
-    for entity in entities:
-        for value in entity.values():
-            value = getattr(value, "value", value)
-            if isinstance(value, str):
-                out += value.encode() + b"\0"
-            elif isinstance(value, (bytes, bytearray)):
-                out += bytes(value) + b"\0"
-            elif isinstance(value, int) and not isinstance(value, bool):
-                out += str(value).encode() + b"\0"
-    return out
-
-
 async def test_values_are_encrypted_at_rest_by_default(
         face: Face, azurite: AzuriteServer, storage_names: tuple[str, str],
         request_counter: RequestCounter,
@@ -310,7 +288,7 @@ async def test_values_are_encrypted_at_rest_by_default(
     assert await face.incr("n") == 7_340_912_002
     assert request_counter.count == 2
     assert await face.get("doc") == {"secret": CANARY}
-    rows = raw_entities(azurite, table)
+    rows = raw_entities(azurite.connection_string, table)
     assert len(rows) == 2
     raw = stored_text(rows)
     assert CANARY.encode() not in raw and b"7340912002" not in raw
@@ -319,7 +297,7 @@ async def test_values_are_encrypted_at_rest_by_default(
     clear = Face(backend_factory(key_ring=None), face.is_async)
     await clear.set("doc-clear", {"secret": CANARY})
     await clear.set("n-clear", 7_340_912_001)
-    raw = stored_text(raw_entities(azurite, table))
+    raw = stored_text(raw_entities(azurite.connection_string, table))
     assert CANARY.encode() in raw and b"7340912001" in raw
 
 
