@@ -21,6 +21,7 @@ if not settings.configured:
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, InvalidCacheKey
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 import tablesessions
@@ -53,48 +54,58 @@ def test_the_django_module_exposes_the_backend() -> None:
 
 
 # -- settings errors -------------------------------------------------------------------
-@pytest.mark.parametrize(("params", "message"), [
+@pytest.mark.parametrize(("params", "message", "check_id"), [
     ({"OPTIONS": {"conection_string": OFFLINE}},
-     "OPTIONS has the unknown option 'conection_string'. Did you mean 'connection_string'?"),
+     "OPTIONS has the unknown option 'conection_string'. Did you mean 'connection_string'?",
+     "E007"),
     ({"OPTIONS": {"connection_string": OFFLINE, "MAX_ENTRIES": 30}},
-     "OPTIONS['MAX_ENTRIES'] is not supported: a table cannot count its rows cheaply"),
+     "OPTIONS['MAX_ENTRIES'] is not supported: a table cannot count its rows cheaply", "E007"),
     ({"OPTIONS": {"connection_string": OFFLINE, "CULL_FREQUENCY": 3}},
-     "OPTIONS['CULL_FREQUENCY'] is not supported"),
+     "OPTIONS['CULL_FREQUENCY'] is not supported", "E007"),
     ({"OPTIONS": {"connection_string": OFFLINE, "table_name": "x"}},
-     "OPTIONS['table_name'] is not supported: the table is LOCATION"),
+     "OPTIONS['table_name'] is not supported: the table is LOCATION", "E007"),
     ({"OPTIONS": {"connection_string": OFFLINE, "default_ttl": 5}},
-     "OPTIONS['default_ttl'] is not supported: the default timeout is TIMEOUT"),
-    ({"TIMEOUT": "soon"}, "TIMEOUT must be a number of seconds or None, not 'soon'"),
-    ({"TIMEOUT": True}, "TIMEOUT must be a number of seconds or None, not bool"),
-    ({"TIMEOUT": [1]}, "TIMEOUT must be a number of seconds or None, not list"),
-    ({"KEY_PREFIX": 7}, "KEY_PREFIX must be str, not int"),
-    ({"VERSION": "1"}, "VERSION must be int, not str"),
-    ({"KEY_FUNCTION": 3}, "KEY_FUNCTION must be a callable or a dotted path, not int"),
-    ({"OPTIONS": ["connection_string"]}, "OPTIONS must be a dict, not list"),
-    ({"OPTIONS": {"connection_string": 5}}, "OPTIONS['connection_string'] must be a string"),
+     "OPTIONS['default_ttl'] is not supported: the default timeout is TIMEOUT", "E007"),
+    ({"TIMEOUT": "soon"}, "TIMEOUT must be a number of seconds or None, not 'soon'", "E006"),
+    ({"TIMEOUT": True}, "TIMEOUT must be a number of seconds or None, not bool", "E006"),
+    ({"TIMEOUT": [1]}, "TIMEOUT must be a number of seconds or None, not list", "E006"),
+    ({"KEY_PREFIX": 7}, "KEY_PREFIX must be str, not int", "E006"),
+    ({"VERSION": "1"}, "VERSION must be int, not str", "E006"),
+    ({"KEY_FUNCTION": 3}, "KEY_FUNCTION must be a callable or a dotted path, not int", "E006"),
+    ({"OPTIONS": ["connection_string"]}, "OPTIONS must be a dict, not list", "E006"),
+    ({"OPTIONS": {"connection_string": 5}}, "OPTIONS['connection_string'] must be a string",
+     "E006"),
     ({"OPTIONS": {"table_endpoint": "https://a.table.core.windows.net"}},
-     "OPTIONS sets only 'table_endpoint'"),
+     "OPTIONS sets only 'table_endpoint'", "E008"),
     ({"OPTIONS": {"connection_string": OFFLINE, "account_name": "a"}},
-     "OPTIONS sets connection_string and endpoints/account_name: choose one"),
+     "OPTIONS sets connection_string and endpoints/account_name: choose one", "E008"),
     ({"OPTIONS": {"connection_string": OFFLINE, "SIGNING_KEY": ""}},
-     "OPTIONS['SIGNING_KEY'] must be a non-empty str or bytes"),
+     "OPTIONS['SIGNING_KEY'] must be a non-empty str or bytes", "E006"),
     ({"OPTIONS": {"connection_string": OFFLINE, "SIGNING_KEY_FALLBACKS": ["old"]}},
-     "OPTIONS['SIGNING_KEY_FALLBACKS'] needs OPTIONS['SIGNING_KEY']"),
+     "OPTIONS['SIGNING_KEY_FALLBACKS'] needs OPTIONS['SIGNING_KEY']", "E006"),
     ({"OPTIONS": {"connection_string": OFFLINE, "SIGNING_KEY": "k",
                   "SIGNING_KEY_FALLBACKS": "old"}},
-     "OPTIONS['SIGNING_KEY_FALLBACKS'] must be a list of str or bytes"),
+     "OPTIONS['SIGNING_KEY_FALLBACKS'] must be a list of str or bytes", "E006"),
     ({"OPTIONS": {"connection_string": OFFLINE, "container_name": 3}},
-     "OPTIONS['container_name'] must be a string, not int"),
+     "OPTIONS['container_name'] must be a string, not int", "E006"),
     ({"OPTIONS": {"connection_string": OFFLINE, "max_parallel": 0}},  # TableCache's check
-     "OPTIONS: max_parallel must be a positive int"),
+     "OPTIONS: max_parallel must be a positive int", "E009"),
     ({"OPTIONS": {"connection_string": OFFLINE, "sliding": "yes"}},
-     "OPTIONS: sliding must be a bool"),
+     "OPTIONS: sliding must be a bool", "E009"),
 ])
-def test_a_bad_setting_is_named(params: dict[str, Any], message: str) -> None:
+def test_a_bad_setting_is_named(params: dict[str, Any], message: str, check_id: str) -> None:
+    """The check reports it with its id (no client, no storage call); the backend
+    raises it on its first operation, as ImproperlyConfigured naming the setting."""
+    [(alias, found_id, found)] = django_cache.cache_problems(
+        {"default": {"BACKEND": BACKEND, "LOCATION": "cache",
+                     "OPTIONS": {"connection_string": OFFLINE}, **params}})
+    assert (alias, found_id) == ("default", f"tablesessions.{check_id}")
+    assert message in found and "LOCATION 'cache'" in found
+    backend = build(**params)  # Django's own cache checks build every cache: no raise here
     with pytest.raises(ImproperlyConfigured) as caught:
-        build(**params)
-    assert message in str(caught.value)
-    assert "LOCATION 'cache'" in str(caught.value)
+        backend.get("k")
+    assert str(caught.value) == found
+    backend.disconnect()  # nothing to close, and no error
 
 
 @pytest.mark.parametrize(("location", "options", "message"), [
@@ -103,7 +114,7 @@ def test_a_bad_setting_is_named(params: dict[str, Any], message: str) -> None:
 ])
 def test_a_bad_location_is_named(location: str, options: dict[str, Any], message: str) -> None:
     with pytest.raises(ImproperlyConfigured, match=message):
-        build(location, OPTIONS={"connection_string": OFFLINE, **options})
+        build(location, OPTIONS={"connection_string": OFFLINE, **options}).set("k", 1)
 
 
 def test_no_connection_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,7 +122,9 @@ def test_no_connection_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
                  "TABLESESSIONS_BLOB_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ImproperlyConfigured, match="no storage connection is configured"):
-        build(OPTIONS={})
+        build(OPTIONS={}).has_key("k")
+    [(_, check_id, _)] = django_cache.cache_problems({"c": {"BACKEND": BACKEND}})
+    assert check_id == "tablesessions.E008"
     monkeypatch.setenv("TABLESESSIONS_CONNECTION_STRING", OFFLINE)
     assert build(OPTIONS={})._settings.connection == {}  # from the environment
 
@@ -126,12 +139,43 @@ def test_location_gives_the_table_and_the_app_name() -> None:
 
 
 def test_manage_py_check_reports_a_bad_cache_setting() -> None:
-    """Django builds every cache during ``check``, so the error shows there."""
+    """``tablesessions.django.check_caches`` is registered: ``manage.py check``
+    reports every wrong entry of this backend with its id, and other backends'
+    entries are left to Django."""
     bad = {"default": {"BACKEND": BACKEND, "LOCATION": "cache",
-                       "OPTIONS": {"conection_string": OFFLINE}}}
-    with override_settings(CACHES=bad), \
-            pytest.raises(ImproperlyConfigured, match="unknown option 'conection_string'"):
-        call_command("check")
+                       "OPTIONS": {"conection_string": OFFLINE}},
+           "second": {"BACKEND": "tablesessions.django_cache.TableCache", "TIMEOUT": "soon",
+                      "OPTIONS": {"connection_string": OFFLINE}},
+           "fine": {"BACKEND": BACKEND, "OPTIONS": {"connection_string": OFFLINE}},
+           "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with override_settings(CACHES=bad):
+        messages = tablesessions.django.check_caches()
+        with pytest.raises(SystemCheckError) as caught:
+            call_command("check")
+    assert [(m.id, m.obj) for m in messages] == [
+        ("tablesessions.E007", "settings.CACHES['default']"),
+        ("tablesessions.E006", "settings.CACHES['second']")]
+    assert "unknown option 'conection_string'" in messages[0].msg
+    assert "tablesessions.E007" in str(caught.value) and "tablesessions.E006" in str(caught.value)
+    with override_settings(CACHES={"default": bad["fine"], "local": bad["local"]}):
+        assert tablesessions.django.check_caches() == []
+        call_command("check", tags=["caches"])  # passes (the session check is another tag)
+
+
+def test_the_cache_check_makes_no_storage_call_and_builds_no_client(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the cache check tried to connect")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    built = len(django_cache._clients)
+    caches = {"default": {"BACKEND": BACKEND, "LOCATION": "checked/app",
+                          "OPTIONS": {"connection_string": OFFLINE, "max_parallel": 2}}}
+    with override_settings(CACHES=caches):
+        assert tablesessions.django.check_caches() == []
+    assert len(django_cache._clients) == built
 
 
 def test_the_timeout_follows_django() -> None:
