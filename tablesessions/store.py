@@ -20,7 +20,7 @@ from azure.data.tables import TableClient
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from ._base import StoreBase, env_source, make_config
-from ._record.calls import BlobSink, call_for
+from ._record.calls import BlobSink, call_for, read_blob_result
 from ._record.clients import blob_kwargs, default_endpoints, sdk_kwargs
 from ._record.driver import drive
 from ._record.effects import (
@@ -413,8 +413,9 @@ class SessionStore(StoreBase):
     def _read_blob(self, e: ReadBlob, **t: Any) -> bytes:
         # One GET (see _clients.blob_kwargs), kept without a copy.
         sink = BlobSink()
-        self._container.download_blob(e.name, **t).readinto(cast("IO[bytes]", sink))
-        return sink.result()
+        downloader = self._container.download_blob(e.name, **t)
+        downloader.readinto(cast("IO[bytes]", sink))
+        return read_blob_result(e, downloader, sink)
 
     def _list_blobs(self, e: ListBlobs, **t: Any) -> tuple[list[BlobInfo], str | None]:
         pages = self._container.list_blobs(name_starts_with=e.prefix, results_per_page=5000,

@@ -20,7 +20,7 @@ from azure.data.tables.aio import TableClient
 from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
 from .._base import StoreBase, env_source, make_config
-from .._record.calls import BlobSink, call_for
+from .._record.calls import BlobSink, call_for, read_blob_result
 from .._record.clients import async_transport, blob_kwargs, default_endpoints, sdk_kwargs
 from .._record.driver import adrive
 from .._record.effects import (
@@ -402,7 +402,7 @@ class SessionStore(StoreBase):
         sink = BlobSink()
         downloader = await self._container.download_blob(e.name, **t)
         await downloader.readinto(sink)
-        return sink.result()
+        return read_blob_result(e, downloader, sink)
 
     async def _list_blobs(self, e: ListBlobs, **t: Any) -> tuple[list[BlobInfo], str | None]:
         pages = self._container.list_blobs(name_starts_with=e.prefix, results_per_page=5000,
