@@ -54,6 +54,8 @@ except ImportError:  # pragma: no cover - a core dependency; the stdlib encoder 
 
 
 _LEAF = frozenset({str, bool, type(None)})
+#: Leaves orjson writes as the walk would (floats are checked for NaN/infinity apart).
+_PLAIN = frozenset({str, int, bool, type(None)})
 #: Deeper values are refused: JSON decoders recurse per level, so a deeper value
 #: could be written and then fail to read back (Python's own limit is ~1,000 frames).
 MAX_DEPTH = 100
@@ -75,6 +77,14 @@ def encode_value(key: str, value: Any) -> tuple[bytes, list[bytes]]:
         :data:`MAX_DEPTH` levels, or a value that contains itself (a cycle).
         Nothing is written: the save encodes before its first storage call.
     """
+    if _orjson_dumps is not None and _plain(value, 0):
+        # Plain JSON (the common case: nothing to tag, nothing to refuse): orjson
+        # writes exactly what it would write after the walk, which would only copy
+        # it; checking is about half the walk's cost (docs/performance.md).
+        try:
+            return _orjson_dumps(value), []
+        except TypeError:  # an int past 64 bits: the walk and the stdlib encoder
+            pass
     segments = _Segments()
     try:
         tagged = _tag(value, segments, 0)
@@ -120,6 +130,59 @@ class _Unsupported(Exception):
 
 _SUPPORTED = ("(supported: str, int, float, bool, None, list, tuple, dict, datetime, date, "
               "UUID, bytes, Decimal, Markup)")
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """True when ``value`` is plain JSON the walk would return unchanged: exact
+    str, int, finite float, bool and None, in exact dicts (str keys, not a lone
+    tag-named key) and lists, at most :data:`MAX_DEPTH` deep. False sends it
+    through the walk, which tags it, or refuses it with the path."""
+    kind = type(value)
+    if kind is dict:
+        return _plain_dict(value, depth + 1)
+    if kind is list:
+        return _plain_list(value, depth + 1)
+    if kind is float:
+        return bool(value - value == 0.0)  # not NaN nor an infinity
+    return kind in _PLAIN
+
+
+def _plain_dict(value: dict[Any, Any], depth: int) -> bool:
+    if depth > MAX_DEPTH or (len(value) == 1 and next(iter(value)) in _TAGS):
+        return False
+    for k, v in value.items():
+        if type(k) is not str:
+            return False
+        kind = type(v)
+        if kind in _PLAIN:
+            continue
+        if kind is dict:
+            if not _plain_dict(v, depth + 1):
+                return False
+        elif kind is list:
+            if not _plain_list(v, depth + 1):
+                return False
+        elif kind is not float or v - v != 0.0:
+            return False
+    return True
+
+
+def _plain_list(value: list[Any], depth: int) -> bool:
+    if depth > MAX_DEPTH:
+        return False
+    for v in value:
+        kind = type(v)
+        if kind in _PLAIN:
+            continue
+        if kind is dict:
+            if not _plain_dict(v, depth + 1):
+                return False
+        elif kind is list:
+            if not _plain_list(v, depth + 1):
+                return False
+        elif kind is not float or v - v != 0.0:
+            return False
+    return True
 
 
 def _tag(value: Any, segments: _Segments, depth: int) -> Any:
