@@ -20,6 +20,9 @@ It prints a markdown report and writes it to ``DIR/latest.md`` (default
 * the async store with 32 tasks against the sync store on one thread
   (:mod:`benchmarks.async_bench`);
 * storage calls per operation, counted at the transport (:mod:`benchmarks.calls`);
+* ``TableCache`` get/set (1 KiB, 64 KiB, 5 MiB), incr and get_many/set_many of
+  100 keys against the bare SDK, and set_many against 100 sets
+  (:mod:`benchmarks.cache`);
 * the sweeper at scale (:mod:`benchmarks.bench_sweeper`, which starts its own Azurite).
 
 Timings are never asserted anywhere; ``tests/benchmarks/test_bench_smoke.py``
@@ -43,6 +46,7 @@ from typing import Any
 from tablesessions.testing import AzuriteServer
 
 from .async_bench import AsyncResult, async_benchmark
+from .cache import cache_section
 from .calls import CallCount, count_all
 from .flask_flows import flask_scenarios
 from .harness import Comparison
@@ -51,7 +55,7 @@ from .payloads import KIB, MIB
 from .report import markdown
 from .scenarios import Plan, Rig, inline_scenarios, overflow_scenarios
 
-FAMILIES = ("inline", "overflow", "flask", "async")
+FAMILIES = ("inline", "overflow", "flask", "async", "cache")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 DATA = ("inline sessions are seeded, realistic web-session JSON (user profile, roles, "
         "CSRF token, timestamps, a shopping cart grown to 1 KiB or 64 KiB of compact JSON; "
@@ -66,7 +70,7 @@ class Options:
     sweeper_sessions: int | None = None
     skip_sweeper: bool = False
     skip_latency: bool = False
-    #: scenario families to run (``inline``, ``overflow``, ``flask``, ``async``);
+    #: scenario families to run (``inline``, ``overflow``, ``flask``, ``async``, ``cache``);
     #: empty: all of them, plus the call counts, the latency model and the sweeper
     only: tuple[str, ...] = ()
 
@@ -132,6 +136,8 @@ def run(opts: Options) -> dict[str, Any]:
                 async_result = async_benchmark(rig, rounds=1 if opts.quick else 15,
                                                per_task=1 if opts.quick else 3)
         calls: list[CallCount] = [] if opts.only else count_all(conn)
+        cache_figures, cache_md = (({"skipped": True}, "") if opts.only and "cache" not in wanted
+                                   else cache_section(conn, opts.quick))
         latency = ([] if opts.skip_latency or opts.only
                    else latency_scenarios(azurite, opts.quick))
     sweeper, sweeper_md = (({"skipped": True}, "Skipped (--only).") if opts.only
@@ -143,8 +149,9 @@ def run(opts: Options) -> dict[str, Any]:
     results["async"] = async_result.to_dict() if async_result is not None else None
     results["calls"] = [c.to_dict() for c in calls]
     results["sweeper"] = sweeper
+    results["cache"] = cache_figures
     results["markdown"] = markdown(results, comparisons, async_result, calls, sweeper_md,
-                                   latency)
+                                   latency) + "\n\n" + cache_md
     if opts.out is not None:
         opts.out.mkdir(parents=True, exist_ok=True)
         (opts.out / "latest.md").write_text(results["markdown"] + "\n")

@@ -6,18 +6,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import os
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
-from ._record.failure import StoreStats, absorb
+from ._record.face import RecordFace
+from ._record.face import env_source as _env_source
 from ._sessions.ids import is_valid_session_id
 from ._sessions.rules import Rules
 from .config import (
-    ENV_BLOB_ENDPOINT,
-    ENV_CONNECTION_STRING,
-    ENV_TABLE_ENDPOINT,
     StoreConfig,
     TimeoutLike,
     settings_from_env,
@@ -25,7 +22,6 @@ from .config import (
 )
 from .encryption import KeyRing
 from .models import Session
-from .retry import Deadline, RetryPolicy
 
 logger = logging.getLogger("tablesessions.store")
 #: The absolute timeout of a store that configures none (not a cap).
@@ -67,41 +63,25 @@ def make_config(
 
 def env_source(environ: Mapping[str, str] | None) -> tuple[str | None, tuple[str, str] | None,
                                                             dict[str, Any]]:
-    """Read (connection string, (table, blob) endpoints, options) from the environment.
+    """Read (connection string, (table, blob) endpoints, session options) from the
+    environment (``_record.face.env_source`` with the session settings).
 
     :raises ValueError: when neither a connection string nor both endpoints are set.
     """
-    env = os.environ if environ is None else environ
-    options = settings_from_env(env)
-    conn = env.get(ENV_CONNECTION_STRING)
-    if conn:
-        return conn, None, options
-    table, blob = env.get(ENV_TABLE_ENDPOINT), env.get(ENV_BLOB_ENDPOINT)
-    if table and blob:
-        return None, (table, blob), options
-    raise ValueError(f"set {ENV_CONNECTION_STRING}, or both {ENV_TABLE_ENDPOINT} and "
-                     f"{ENV_BLOB_ENDPOINT} (with a token credential)")
+    return _env_source(environ, settings_from_env)
 
 
-class StoreBase:
-    """Config, rules and the failure policy; the faces add the I/O."""
+class StoreBase(RecordFace):
+    """Session config and rules; ``RecordFace`` adds the failure policy and the
+    sync or async face (``_record.sync_face``, ``_record.async_face``) the I/O."""
 
     config: StoreConfig
 
     def __init__(self, config: StoreConfig) -> None:
-        self.config = config
+        super().__init__(config)
         self._rules = Rules(config)
-        self.stats = StoreStats()
         self._derived_for: tuple[Any, ...] | None = None
         self._derive_lock = threading.Lock()
-
-    @property
-    def table_name(self) -> str:
-        return self.config.table_name
-
-    @property
-    def container_name(self) -> str:
-        return self.config.container_name
 
     def new(self) -> Session:
         """Return an unsaved session with a fresh 256-bit id (no storage call)."""
@@ -150,18 +130,3 @@ class StoreBase:
                 self.config = derived
                 self._derived_for = wanted
         return True
-
-    def _deadline(self) -> Deadline:
-        return Deadline(self.config.retry.deadline)
-
-    def _absorb(self, kind: Literal["read", "write"], exc: Exception) -> bool:
-        return absorb(self.config.on_storage_error, self.stats, kind, exc)
-
-    def _timeouts(self, deadline: Deadline, policy: RetryPolicy) -> dict[str, float]:
-        # Computed per attempt, from the time left then: a hung or half-open
-        # connection is abandoned after a share of it, leaving room to retry on
-        # a fresh connection (issue 14: a 5 s read timeout under a 2 s deadline
-        # turned every held answer into an error).
-        config = self.config
-        return {"connection_timeout": policy.attempt_timeout(deadline, config.connection_timeout),
-                "read_timeout": policy.attempt_timeout(deadline, config.read_timeout)}

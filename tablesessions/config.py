@@ -28,6 +28,13 @@ ENV_APP_NAME = "TABLESESSIONS_APP_NAME"
 ENV_IDLE_TIMEOUT = "TABLESESSIONS_IDLE_TIMEOUT_SECONDS"
 ENV_ABSOLUTE_TIMEOUT = "TABLESESSIONS_ABSOLUTE_TIMEOUT_SECONDS"
 ENV_ENCRYPTION_KEYS = "TABLESESSIONS_ENCRYPTION_KEYS"
+#: The key-value cache's own names (``TableCache.from_env``): a cache and a
+#: session store configured from one environment never share a table by accident.
+ENV_CACHE_TABLE_NAME = "TABLESESSIONS_CACHE_TABLE_NAME"
+ENV_CACHE_CONTAINER_NAME = "TABLESESSIONS_CACHE_CONTAINER_NAME"
+ENV_CACHE_APP_NAME = "TABLESESSIONS_CACHE_APP_NAME"
+#: Seconds, or ``none`` for entries that never expire.
+ENV_CACHE_DEFAULT_TTL = "TABLESESSIONS_CACHE_DEFAULT_TTL_SECONDS"
 #: Read by the CLI's ``sweep`` and the Azure Function, not by the store.
 ENV_SWEEP_TIME_BUDGET = "TABLESESSIONS_SWEEP_TIME_BUDGET_SECONDS"
 
@@ -263,6 +270,70 @@ class StoreConfig(RecordConfig):
                              f"not {self.concurrency!r}")
         if self.key_conflict not in ("last_writer_wins", "raise"):
             raise ValueError("key_conflict must be last_writer_wins or raise")
+
+
+@dataclass(frozen=True)
+class CacheConfig(RecordConfig):
+    """Options of :class:`~tablesessions.TableCache` (sync and async): the
+    :class:`RecordConfig` fields (see :class:`StoreConfig` for their meaning:
+    ``inline_budget``, ``retry``, ``key_ring``, ``client_options``, ...) plus:
+
+    :param table_name: the Table holding one entity per cache entry.
+    :param container_name: the Blob container for values over ``inline_budget``.
+    :param app_name: the cache's namespace: part of every key and blob name, and
+        what :meth:`~tablesessions.TableCache.clear` empties.
+    :param default_ttl: the TTL of entries written without one: a ``timedelta``,
+        seconds as a number or a numeric string, or None for entries that never
+        expire. 300 s by default.
+    :param sliding: a read extends a live entry by its own TTL (sliding
+        expiration), at most once per half TTL: one conditional merge of the
+        expiry column, only once less than half of the TTL is left. A failed
+        extension never fails the read.
+    :param max_value_bytes: the largest encoded value accepted (inline or blob).
+    :param max_parallel: how many partitions (or point reads) the ``*_many``
+        operations and ``clear`` run at once.
+    """
+
+    table_name: str = "cache"
+    container_name: str = "cache-overflow"
+    default_ttl: dt.timedelta | None = dt.timedelta(seconds=300)
+    sliding: bool = False
+    max_value_bytes: int = 32 * 1024 * 1024
+    max_parallel: int = 8
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.max_value_bytes
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "default_ttl", timeout_setting(self.default_ttl, "default_ttl"))
+        if not isinstance(self.sliding, bool):
+            raise TypeError(f"sliding must be a bool, got {type(self.sliding).__name__}")
+        if isinstance(self.max_value_bytes, bool) or not isinstance(self.max_value_bytes, int) \
+                or self.max_value_bytes < 1:
+            raise ValueError("max_value_bytes must be a positive int")
+        if isinstance(self.max_parallel, bool) or not isinstance(self.max_parallel, int) \
+                or self.max_parallel < 1:
+            raise ValueError("max_parallel must be a positive int")
+
+
+def cache_settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return the ``CacheConfig`` keyword arguments found in ``environ``: the
+    ``TABLESESSIONS_CACHE_*`` names and the shared encryption keys."""
+    out: dict[str, Any] = {}
+    for env, name in ((ENV_CACHE_TABLE_NAME, "table_name"),
+                      (ENV_CACHE_CONTAINER_NAME, "container_name"),
+                      (ENV_CACHE_APP_NAME, "app_name")):
+        if environ.get(env):
+            out[name] = environ[env]
+    ttl = environ.get(ENV_CACHE_DEFAULT_TTL)
+    if ttl:
+        out["default_ttl"] = (None if ttl.strip().lower() == "none"
+                              else timeout_setting(ttl, ENV_CACHE_DEFAULT_TTL))
+    if environ.get(ENV_ENCRYPTION_KEYS):
+        out["key_ring"] = KeyRing.from_string(environ[ENV_ENCRYPTION_KEYS])
+    return out
 
 
 def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -14,17 +14,66 @@ class TableSessionsError(Exception):
     """Base class of every error this library raises on purpose."""
 
 
-class SessionTooLargeError(TableSessionsError, ValueError):
+class PayloadTooLargeError(TableSessionsError, ValueError):
+    """An encoded record (a session, a cache value) is larger than a configured limit.
+
+    The base of :class:`SessionTooLargeError` and :class:`CacheValueTooLargeError`;
+    raised before anything is written, so what is stored is unchanged.
+    """
+
+    noun = "payload"
+    default_limit_name = "max_payload_bytes"
+
+    def __init__(self, size: int, limit: int, what: str | None = None) -> None:
+        self.size = size
+        self.limit = limit
+        what = what or self.default_limit_name
+        super().__init__(f"encoded {self.noun} is {size:,} bytes, over the {what} limit "
+                         f"of {limit:,}")
+
+
+class SessionTooLargeError(PayloadTooLargeError):
     """The encoded session is larger than a configured limit.
 
     Raised by ``save`` before anything is written, so the stored session is
     unchanged. Store less in the session, or raise ``max_session_bytes``.
     """
 
-    def __init__(self, size: int, limit: int, what: str = "max_session_bytes") -> None:
-        self.size = size
-        self.limit = limit
-        super().__init__(f"encoded session is {size:,} bytes, over the {what} limit of {limit:,}")
+    noun = "session"
+    default_limit_name = "max_session_bytes"
+
+
+class CacheError(TableSessionsError):
+    """Base class of the errors only :class:`~tablesessions.TableCache` raises."""
+
+
+class CacheValueTooLargeError(CacheError, PayloadTooLargeError):
+    """The encoded cache value is larger than the cache's ``max_value_bytes``.
+
+    Raised by ``set``, ``add``, ``set_many`` and ``get_or_set`` before anything
+    is written (for ``set_many``: before any of its entries is written). Cache
+    less, or raise ``max_value_bytes``.
+    """
+
+    noun = "cache value"
+    default_limit_name = "max_value_bytes"
+
+
+class InvalidCacheKeyError(CacheError, ValueError):
+    """A cache key is longer than ``tablesessions.cache.MAX_KEY_LENGTH`` characters.
+
+    Raised before any storage call. Any ``str`` up to that length is a valid key
+    (keys are hashed, so ``/ \\ # ?``, control characters and Unicode are fine);
+    a key that is not a ``str`` raises ``TypeError``.
+    """
+
+
+class CacheConflictError(CacheError):
+    """An atomic cache operation (``incr``/``decr``, ``add`` over an expired entry,
+    ``touch``) kept losing to concurrent writers of the same key until its
+    deadline (``retry.deadline``) ran out. Nothing was changed by this call;
+    retry it, or raise the deadline for keys this hot.
+    """
 
 
 class SessionConflictError(TableSessionsError):

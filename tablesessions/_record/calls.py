@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from .effects import (
@@ -26,8 +26,12 @@ from .effects import (
     ReadBlob,
     ReadEntity,
     Row,
+    Transaction,
+    TxOp,
     UpdateEntity,
+    UpsertEntity,
 )
+from .storage_errors import MISSING_STORAGE_CODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,37 @@ def _none(_: Any) -> None:
     return None
 
 
+def _deleted(responses: list[Any]) -> Callable[[Any], bool]:
+    """``finish`` of a delete: the SDK returns None for 204 and for 404 alike, so
+    the status comes from a per-call response hook."""
+
+    def finish(_: Any) -> bool:
+        if not responses:
+            return False
+        http = responses[-1]
+        if http.status_code == 404 and http.headers.get("x-ms-error-code") \
+                in MISSING_STORAGE_CODES:
+            # The SDK swallowed "no such table" as "no such entity": say it.
+            raise ResourceNotFoundError("the table does not exist", response=http)
+        return bool(http.status_code < 300)
+
+    return finish
+
+
+def _response_hook(responses: list[Any]) -> Callable[[Any], None]:
+    def hook(response: Any) -> None:
+        responses.append(response.http_response)
+
+    return hook
+
+
+def _tx_op(op: TxOp) -> tuple[str, Any, dict[str, Any]]:
+    if op.kind == "upsert":
+        return ("upsert", dict(op.entity), {"mode": UpdateMode.REPLACE})
+    keys = {"PartitionKey": op.entity["PartitionKey"], "RowKey": op.entity["RowKey"]}
+    return ("delete", keys, {"etag": op.etag, "match_condition": _condition(op.etag)})
+
+
 def call_for(e: Effect) -> Call | None:
     """The SDK call that performs ``e``, or None when the face handles it itself."""
     if isinstance(e, ReadEntity):
@@ -130,9 +165,18 @@ def call_for(e: Effect) -> Call | None:
         return Call("table", "update_entity", (dict(e.entity),),
                     {"mode": UpdateMode.REPLACE if e.replace else UpdateMode.MERGE,
                      "etag": e.etag, "match_condition": _condition(e.etag)}, _etag)
+    if isinstance(e, UpsertEntity):
+        return Call("table", "upsert_entity", (dict(e.entity),), {"mode": UpdateMode.REPLACE},
+                    _etag)
     if isinstance(e, DeleteEntity):
+        responses: list[Any] = []
         return Call("table", "delete_entity", (e.partition_key, e.row_key),
-                    {"etag": e.etag, "match_condition": _condition(e.etag)}, _none)
+                    {"etag": e.etag, "match_condition": _condition(e.etag),
+                     "raw_response_hook": _response_hook(responses)}, _deleted(responses))
+    if isinstance(e, Transaction):
+        if not 1 <= len(e.ops) <= 100:
+            raise ValueError(f"a transaction holds 1..100 operations, not {len(e.ops)}")
+        return Call("table", "submit_transaction", ([_tx_op(op) for op in e.ops],), {}, _none)
     if isinstance(e, DeleteBatch):
         ops = [("delete", {"PartitionKey": pk, "RowKey": rk},
                 {"etag": etag, "match_condition": MatchConditions.IfNotModified})

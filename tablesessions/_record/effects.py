@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -52,9 +52,17 @@ class UpdateEntity:
 
 
 @dataclass(frozen=True, slots=True)
+class UpsertEntity:
+    """Insert or replace, with no If-Match (last writer wins). Result: the new ETag."""
+
+    entity: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class DeleteEntity:
-    """Delete, conditional on ``etag`` when given. Result: None (404 is success).
-    Raises ``ResourceModifiedError`` on a stale ETag."""
+    """Delete, conditional on ``etag`` when given. Result: whether a row was
+    deleted (False for 404, which is success). Raises ``ResourceModifiedError``
+    on a stale ETag."""
 
     partition_key: str
     row_key: str
@@ -78,6 +86,26 @@ class DeleteBatch:
     Result: None. Raises ``TableTransactionError`` when any operation fails."""
 
     deletes: tuple[tuple[str, str, str], ...]  # (partition key, row key, etag)
+
+
+@dataclass(frozen=True, slots=True)
+class TxOp:
+    """One operation of a :class:`Transaction`: ``"upsert"`` (insert or replace
+    ``entity``) or ``"delete"`` (``entity`` needs only its keys; conditional on
+    ``etag`` when given, else If-Match ``*``)."""
+
+    kind: Literal["upsert", "delete"]
+    entity: Mapping[str, Any]
+    etag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """An entity group transaction: 1..100 operations on one partition, each
+    entity once, at most 4 MiB, atomic. Result: None. Raises
+    ``TableTransactionError`` when any operation fails (none is applied)."""
+
+    ops: tuple[TxOp, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +195,9 @@ class Parallel:
     limit: int
 
 
-Effect = (ReadEntity | InsertEntity | UpdateEntity | DeleteEntity | QueryPage | DeleteBatch
-          | PutBlob | ReadBlob | DeleteBlob | ListBlobs | LeaseBlob | CreateStorage | Sleep
-          | TimeLeft | Parallel)
+Effect = (ReadEntity | InsertEntity | UpdateEntity | UpsertEntity | DeleteEntity | QueryPage
+          | DeleteBatch | Transaction | PutBlob | ReadBlob | DeleteBlob | ListBlobs | LeaseBlob
+          | CreateStorage | Sleep | TimeLeft | Parallel)
 
 #: A core operation: yields effects, receives their results, returns a T.
 Op = Generator[Effect, Any, T]

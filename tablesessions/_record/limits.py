@@ -20,6 +20,9 @@ MAX_CUSTOM_PROPERTIES = 252
 #: Entity group transactions: one partition, at most 100 operations, never empty.
 MAX_BATCH_OPERATIONS = 100
 
+#: An entity group transaction's body: at most 4 MiB (Cosmos Table: 2 MB).
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
+
 #: Keys: the docs say 1 KiB, Azurite rejects > 512 chars, Cosmos Table allows 255 bytes.
 MAX_KEY_CHARS = 255
 

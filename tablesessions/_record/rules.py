@@ -18,7 +18,12 @@ from typing import Any
 
 from ..config import RecordConfig
 from ..encryption import UndecryptableError
-from ..exceptions import SessionDecodeError, SessionTamperedError, SessionTooLargeError
+from ..exceptions import (
+    PayloadTooLargeError,
+    SessionDecodeError,
+    SessionTamperedError,
+    SessionTooLargeError,
+)
 from ..models import BlobPointer
 from .payload import (
     CODEC_PLAIN,
@@ -77,6 +82,10 @@ def new_write_token() -> str:
 class RecordRules:
     """The payload rules of one record table, bound to its config."""
 
+    #: What :meth:`pack` raises for a payload over ``max_payload_bytes``: each
+    #: record type names its own (sessions keep ``SessionTooLargeError``).
+    too_large: type[PayloadTooLargeError] = SessionTooLargeError
+
     def __init__(self, config: RecordConfig) -> None:
         self.config = config
 
@@ -93,10 +102,13 @@ class RecordRules:
 
     def pack(self, entries: Mapping[str, EncodedKey], row_key: str) -> tuple[bytes, str]:
         """Return (stored bytes, codec): encoded (large fragments compressed), then
-        encrypted when a key ring is set. :raises SessionTooLargeError: before any write."""
+        encrypted when a key ring is set.
+
+        :raises PayloadTooLargeError: (``too_large``) before any write.
+        """
         size = raw_size(entries)
         if size > self.config.max_payload_bytes:
-            raise SessionTooLargeError(size, self.config.max_payload_bytes)
+            raise self.too_large(size, self.config.max_payload_bytes)
         stored = assemble(entries, threshold=self.config.compress_threshold,
                           level=self.config.compression_level)
         codec = CODEC_PLAIN

@@ -1,7 +1,9 @@
-"""The asyncio face: ``tablesessions.aio.SessionStore``, same API, awaitable."""
+"""The asyncio faces: ``tablesessions.aio.SessionStore`` and
+``tablesessions.aio.TableCache``, the same APIs, awaitable."""
 
 from __future__ import annotations
 
+from .cache import TableCache
 from .store import SessionStore
 
-__all__ = ["SessionStore"]
+__all__ = ["SessionStore", "TableCache"]

@@ -11,6 +11,8 @@ import tablesessions.exceptions as exc
 
 def test_exported_members() -> None:
     assert sorted(tablesessions.__all__) == sorted([
+        "CacheConfig", "CacheConflictError", "CacheError", "CacheValueTooLargeError",
+        "InvalidCacheKeyError", "PayloadTooLargeError", "TableCache",
         "LockTimeoutError", "RetryPolicy", "Session", "SessionConflictError",
         "SessionDecodeError", "SessionStore", "SessionTooLargeError", "StorageNotFoundError",
         "StoreConfig",

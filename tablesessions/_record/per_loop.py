@@ -1,4 +1,4 @@
-"""The async SDK clients, one set per event loop.
+"""The async SDK clients, one set per event loop (used by ``async_face``).
 
 The SDK's aiohttp sessions belong to the event loop they first ran on. An app
 normally has one loop, but Starlette's ``TestClient`` (outside ``with client:``)
