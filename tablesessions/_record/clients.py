@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,6 +52,20 @@ def async_transport(config: RecordConfig) -> dict[str, Any]:
     from azure.core.pipeline.transport import AioHttpTransport
 
     class NoResendAioHttpTransport(AioHttpTransport):  # type: ignore[misc]
+        async def send(self, request: Any, **config: Any) -> Any:
+            # The session runs with trust_env off: with it on, aiohttp makes two
+            # thread-pool hops per request (a ~/.netrc lookup and the proxy
+            # variables), and each hands the GIL to a worker thread while the
+            # event loop waits for it back. The proxy variables are read here
+            # instead, once per endpoint (the clients' endpoints are fixed); the
+            # netrc lookup is dropped: the SDK signs every request itself, and
+            # aiohttp refuses netrc credentials next to an Authorization header.
+            if not config.get("proxies") and "proxy" not in config:
+                proxy = _env_proxy(request.url)
+                if proxy is not None:
+                    config["proxy"], config["proxy_auth"] = proxy
+            return await super().send(request, **config)
+
         async def open(self) -> None:
             await super().open()
             # aiohttp re-sends an idempotent request once when a kept-alive
@@ -62,7 +77,25 @@ def async_transport(config: RecordConfig) -> dict[str, Any]:
 
     return {"transport": NoResendAioHttpTransport(
         connection_timeout=config.connection_timeout, read_timeout=config.read_timeout,
-        connection_data_block_size=BLOB_READ_BLOCK)}
+        connection_data_block_size=BLOB_READ_BLOCK, use_env_settings=False)}
+
+
+@functools.lru_cache(maxsize=64)
+def _endpoint_proxy(scheme: str, netloc: str) -> tuple[Any, Any] | None:
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        return get_env_proxy_for_url(URL(f"{scheme}://{netloc}/"))  # (proxy URL, its auth)
+    except LookupError:  # no proxy for it, or NO_PROXY names it
+        return None
+
+
+def _env_proxy(url: str) -> tuple[Any, Any] | None:
+    """The proxy the environment names for ``url`` (as aiohttp's ``trust_env``
+    would pick it), read once per scheme and host."""
+    scheme, _, rest = url.partition("://")
+    return _endpoint_proxy(scheme, rest.split("/", 1)[0])
 
 
 def parse_connection_string(conn_str: str) -> Mapping[str, str]:
