@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +43,52 @@ def blob_kwargs(config: RecordConfig) -> dict[str, Any]:
     return {"max_single_get_size": config.max_payload_bytes + BLOB_FIRST_GET_SLACK,
             "max_chunk_get_size": BLOB_CHUNK_GET,
             "connection_data_block_size": BLOB_READ_BLOCK, **sdk_kwargs(config)}
+
+
+def sync_transport(config: RecordConfig) -> dict[str, Any]:
+    """``transport=`` for one sync SDK client (one each: closing a client closes
+    it), unless the caller brought their own through ``client_options``.
+
+    The requests session runs with ``trust_env`` off: with it on, requests scans
+    the whole environment for proxy settings and looks for a ~/.netrc on every
+    request (~170 us of client CPU per call here, docs/performance.md). What the
+    environment says is read once instead: the proxy for each endpoint (the
+    clients' endpoints are fixed) and a CA bundle (``REQUESTS_CA_BUNDLE`` or
+    ``CURL_CA_BUNDLE``); netrc credentials are dropped, as the SDK signs every
+    request itself.
+    """
+    options = config.client_options
+    if "transport" in options:
+        return {}
+    from azure.core.pipeline.transport import RequestsTransport
+
+    class EnvOnceRequestsTransport(RequestsTransport):  # type: ignore[misc]
+        def send(self, request: Any, *, proxies: Any = None, **kwargs: Any) -> Any:
+            if proxies is None:
+                proxies = _requests_env_proxies(request.url)
+            return super().send(request, proxies=proxies, **kwargs)
+
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    return {"transport": EnvOnceRequestsTransport(
+        connection_timeout=config.connection_timeout, read_timeout=config.read_timeout,
+        connection_data_block_size=BLOB_READ_BLOCK, use_env_settings=False,
+        connection_verify=options.get("connection_verify", bundle or True),
+        connection_cert=options.get("connection_cert"))}
+
+
+def _requests_env_proxies(url: str) -> dict[str, str] | None:
+    scheme, _, rest = url.partition("://")
+    return _requests_endpoint_proxies(scheme, rest.split("/", 1)[0])
+
+
+@functools.lru_cache(maxsize=64)
+def _requests_endpoint_proxies(scheme: str, netloc: str) -> dict[str, str] | None:
+    """The proxies the environment names for an endpoint, as requests' ``trust_env``
+    would pick them (``NO_PROXY`` honoured), read once per scheme and host."""
+    from requests.utils import get_environ_proxies
+
+    found = get_environ_proxies(f"{scheme}://{netloc}/")
+    return {k: v for k, v in found.items() if k != "no"} or None  # "no": NO_PROXY itself
 
 
 def async_transport(config: RecordConfig) -> dict[str, Any]:

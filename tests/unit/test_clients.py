@@ -34,3 +34,22 @@ def test_proxy_variables_still_apply_once_per_endpoint(monkeypatch: pytest.Monke
     # Read once per endpoint: a later change of the variables is not seen.
     monkeypatch.delenv("HTTPS_PROXY")
     assert clients._env_proxy("https://acct.table.core.windows.net/other") == found
+
+
+def test_the_sync_transport_reads_no_environment_per_request(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """trust_env would scan the environment and look for ~/.netrc on every request."""
+    clients._requests_endpoint_proxies.cache_clear()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/corp.pem")
+    transport = clients.sync_transport(StoreConfig())["transport"]
+    assert transport._use_env_settings is False
+    assert transport.connection_config.verify == "/etc/ssl/certs/corp.pem"  # read once
+    explicit = clients.sync_transport(StoreConfig(client_options={"connection_verify": False}))
+    assert explicit["transport"].connection_config.verify is False
+    assert clients.sync_transport(StoreConfig(client_options={"transport": object()})) == {}
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "acct.blob.core.windows.net")
+    assert clients._requests_env_proxies("https://acct.table.core.windows.net/t") == {
+        "https": "http://proxy.example:3128"}
+    assert clients._requests_env_proxies("https://acct.blob.core.windows.net/c") is None
