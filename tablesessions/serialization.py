@@ -95,7 +95,9 @@ def encode_value(key: str, value: Any) -> tuple[bytes, list[bytes]]:
             # the walk decides. Inside a JSON string the quote would be escaped.
             # orjson writes NaN and infinities as null: where there is a null,
             # check the floats (the stdlib encoder writes those).
-            if b'{"$' not in fragment and (b"null" not in fragment or _plain(value)):
+            # (A one-byte search first: memchr, against ~45 us for the three bytes.)
+            if ((b"$" not in fragment or b'{"$' not in fragment)
+                    and (b"null" not in fragment or _plain(value))):
                 return fragment, []
     segments = _Segments()
     try:
