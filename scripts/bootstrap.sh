@@ -17,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PROFILE="${1:-test}"
 case "$PROFILE" in
     demo) EXTRAS="demo" ;;
-    test) EXTRAS="dev,demo,flask,django,starlette,encryption" ;;
+    test) EXTRAS="dev,demo,flask,django,starlette,encryption,cachelib,flask-caching" ;;
     *) echo "bootstrap: unknown profile '$PROFILE' (demo or test)" >&2; exit 2 ;;
 esac
 PYTHON="${PYTHON:-python3}"

@@ -291,7 +291,9 @@ class CacheConfig(RecordConfig):
         extension never fails the read.
     :param max_value_bytes: the largest encoded value accepted (inline or blob).
     :param max_parallel: how many partitions (or point reads) the ``*_many``
-        operations and ``clear`` run at once.
+        operations and ``clear`` run at once. 8: measured on a 2-core machine
+        against Azurite, ``set_many`` of 100 keys took 251 ms at 8, 293 ms at 4
+        and 360 ms at 16 (docs/cache.md); a bigger machine may prefer 16.
     """
 
     table_name: str = "cache"

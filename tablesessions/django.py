@@ -410,3 +410,14 @@ class SessionStore(SessionBase):
         report = get_store().sweep()
         logger.info("clearsessions: deleted %d expired sessions (%d blobs) in %.1f s",
                     report.deleted, report.blobs_deleted, report.duration.total_seconds())
+
+
+def __getattr__(name: str) -> Any:
+    """``tablesessions.django.TableCache``: the ``CACHES`` backend of
+    ``tablesessions.django_cache``, imported on first use only (the session engine
+    does not need it)."""
+    if name == "TableCache":
+        from .django_cache import TableCache
+
+        return TableCache
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

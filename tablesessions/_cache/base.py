@@ -39,6 +39,7 @@ class CacheBase(RecordFace):
     """Cache config and rules; the sync or async face adds the I/O."""
 
     config: CacheConfig
+    record_kind = "cache"
 
     def __init__(self, config: CacheConfig) -> None:
         super().__init__(config)

@@ -94,9 +94,10 @@ def get(rules: CacheRules, key: object) -> Op[Any]:
     return MISSING
 
 
-def value_of(rules: CacheRules, row: Row | None) -> Op[Any]:
+def value_of(rules: CacheRules, row: Row | None, *, slide_due: bool = True) -> Op[Any]:
     """The live value of a row read whole (``MISSING`` for none), or ``_REREAD``
-    when its blob was replaced meanwhile. Slides the entry when due."""
+    when its blob was replaced meanwhile. Slides the entry when due (unless
+    ``slide_due`` is False: ``incr`` rewrites the row on this ETag itself)."""
     now = rules.now()
     if row is None or not rules.is_live(row.entity, now):
         return MISSING
@@ -118,7 +119,8 @@ def value_of(rules: CacheRules, row: Row | None) -> Op[Any]:
                                 "miss", log_id(str(row.entity.get("RowKey"))),
                                 type(exc).__name__)
         return MISSING
-    yield from slide(rules, row, now)
+    if slide_due:
+        yield from slide(rules, row, now)
     return value
 
 
@@ -289,7 +291,7 @@ def _int_of(rules: CacheRules, row: Row) -> Op[int]:
     native = rules.native_int(row.entity)
     if native is not None:
         return native
-    value = yield from value_of(rules, row)
+    value = yield from value_of(rules, row, slide_due=False)
     if value is MISSING or value is _REREAD:
         raise ValueError("incr: no readable cache entry for this key")
     if type(value) is not int:

@@ -38,6 +38,8 @@ class RecordFace:
     """Config, counters and the failure policy of one face."""
 
     config: RecordConfig
+    #: What the failure log lines call a record.
+    record_kind = "session"
 
     def __init__(self, config: RecordConfig) -> None:
         self.config = config
@@ -55,7 +57,7 @@ class RecordFace:
         return Deadline(self.config.retry.deadline)
 
     def _absorb(self, kind: Literal["read", "write"], exc: Exception) -> bool:
-        return absorb(self.config.on_storage_error, self.stats, kind, exc)
+        return absorb(self.config.on_storage_error, self.stats, kind, exc, self.record_kind)
 
     def _timeouts(self, deadline: Deadline, policy: RetryPolicy) -> dict[str, float]:
         # Computed per attempt, from the time left then: a hung or half-open

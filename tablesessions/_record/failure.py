@@ -34,17 +34,20 @@ class StoreStats:
 
 
 def absorb(policy: OnStorageError, stats: StoreStats, kind: Literal["read", "write"],
-           exc: Exception) -> bool:
+           exc: Exception, what: str = "session") -> bool:
     """Return True when ``exc`` is a storage failure the policy turns into a no-op.
 
     Only Azure storage errors qualify: a ``TypeError`` for an unsupported value
     or a ``SessionTooLargeError`` is the caller's bug and always propagates.
+    ``what`` names the record in the log line (``"session"``, ``"cache"``).
     """
     if policy != "empty" or not isinstance(exc, (AzureError, StorageNotFoundError)):
         return False
     stats._count(kind)
-    logger.error("session %s failed and was %s (on_storage_error='empty'): %s", kind,
-                 "treated as no session" if kind == "read" else "dropped", type(exc).__name__)
+    outcome = "dropped" if kind == "write" else (
+        "treated as no session" if what == "session" else "treated as a miss")
+    logger.error("%s %s failed and was %s (on_storage_error='empty'): %s", what, kind,
+                 outcome, type(exc).__name__)
     return True
 
 

@@ -422,3 +422,21 @@ def test_the_constructor_takes_endpoints_and_a_credential() -> None:
     assert cache._table.url.startswith("https://acct.table.core.windows.net")
     assert cache._owned_credential is None
     cache.close()
+
+
+def test_without_a_credential_the_cache_owns_a_default_one() -> None:
+    from azure.identity import DefaultAzureCredential
+    from azure.identity.aio import DefaultAzureCredential as AsyncDefaultAzureCredential
+
+    cache = tablesessions.TableCache("https://acct.table.core.windows.net",
+                                     "https://acct.blob.core.windows.net")
+    assert isinstance(cache._owned_credential, DefaultAzureCredential)
+    cache.close()
+
+    async def build() -> None:
+        async with tablesessions.aio.TableCache.from_account("acct") as aio_cache:
+            assert isinstance(aio_cache._owned_credential, AsyncDefaultAzureCredential)
+
+    import asyncio
+
+    asyncio.run(build())

@@ -105,6 +105,26 @@ async def test_incr_under_random_faults_is_exact_for_acknowledged_calls(
         assert total == 40
 
 
+async def test_no_acknowledged_set_is_lost_under_random_faults(
+        make_cache: MakeCache, fault_proxy: FaultProxyPair) -> None:
+    clean, proxied = await _pair(make_cache, fault_proxy, inline_budget=1000,
+                                 retry=RetryPolicy(max_attempts=6, deadline=5.0))
+    fault_proxy.configure(rate=0.3, seed=7, kinds={
+        Fault.BUSY_503: 1, Fault.RESET: 1, Fault.DROP_RESPONSE: 2, Fault.ERROR_500: 1})
+    acknowledged: dict[str, Any] = {}
+    for i in range(30):
+        value: Any = bytes([i]) * 3000 if i % 3 == 0 else {"i": i}  # a third overflow
+        try:
+            await proxied.set(f"k{i}", value)
+        except AzureError:
+            continue
+        acknowledged[f"k{i}"] = value
+    fault_proxy.clear()
+    assert fault_proxy.stats.faults.get(Fault.DROP_RESPONSE, 0) > 0
+    assert len(acknowledged) >= 20
+    assert await clean.get_many(list(acknowledged)) == acknowledged
+
+
 async def test_sliding_extension_failure_never_fails_the_read(
         make_cache: MakeCache, fault_proxy: FaultProxyPair, clock: Any) -> None:
     clean, proxied = await _pair(make_cache, fault_proxy, sliding=True,

@@ -1,5 +1,6 @@
-"""docs/configuration.md cannot drift from ``StoreConfig``: every field has a row
-whose default is the real one, and every environment variable is listed."""
+"""docs/configuration.md cannot drift from ``StoreConfig`` and ``CacheConfig``:
+every field has a row (in its section) whose default is the real one, and every
+environment variable is listed."""
 
 from __future__ import annotations
 
@@ -12,17 +13,30 @@ from typing import Any
 import pytest
 
 from tablesessions import RetryPolicy, config
-from tablesessions.config import UNSET, StoreConfig, utc_now
+from tablesessions.config import UNSET, CacheConfig, RecordConfig, StoreConfig, utc_now
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 ROW = re.compile(r"^\| `(?P<name>\w+)` \| `(?P<default>[^`]*)` \|", re.MULTILINE)
 # init=False fields (key_ring_given...) are derived, not options.
 FIELDS = {f.name: f for f in dataclasses.fields(StoreConfig) if f.init}
+#: The cache section lists the cache's own fields and the ones whose default differs.
+_SHARED = {f.name: f for f in dataclasses.fields(RecordConfig) if f.init}
+CACHE_FIELDS = {f.name: f for f in dataclasses.fields(CacheConfig) if f.init
+                if f.name not in _SHARED or f.name in ("table_name", "container_name",
+                                                       "app_name")}
 
 
-def documented_defaults() -> dict[str, str]:
-    return {m["name"]: m["default"] for m in ROW.finditer(PAGE.read_text(encoding="utf-8"))
-            if m["name"] in FIELDS}
+def section(title: str) -> str:
+    text = PAGE.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def documented_defaults(title: str = "Store options",
+                        fields: dict[str, Any] = FIELDS) -> dict[str, str]:
+    return {m["name"]: m["default"] for m in ROW.finditer(section(title))
+            if m["name"] in fields}
 
 
 def real_default(field: dataclasses.Field[Any]) -> Any:
@@ -34,6 +48,14 @@ def real_default(field: dataclasses.Field[Any]) -> Any:
 
 def test_every_option_has_a_row() -> None:
     assert sorted(documented_defaults()) == sorted(FIELDS)
+
+
+def test_every_cache_option_has_a_row_with_its_real_default() -> None:
+    documented = documented_defaults("Cache options", CACHE_FIELDS)
+    assert sorted(documented) == sorted(CACHE_FIELDS)
+    namespace = {"timedelta": timedelta}
+    for name, text in documented.items():
+        assert eval(text, namespace) == real_default(CACHE_FIELDS[name]), name
 
 
 @pytest.mark.parametrize("name", sorted(FIELDS))

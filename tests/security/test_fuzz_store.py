@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import importlib
 import math
 import pathlib
 import uuid
@@ -137,6 +138,10 @@ def test_garbage_in_storage_is_a_documented_error_or_no_session(
     assert result is None or isinstance(result, tablesessions.Session)
 
 
+def _module_of(package: pathlib.Path, path: pathlib.Path) -> str:
+    return ".".join(("tablesessions", *path.relative_to(package).with_suffix("").parts))
+
+
 def test_every_query_filter_is_a_constant_with_parameters() -> None:
     """No filter is ever built by string formatting: values go in ``parameters``."""
     package = pathlib.Path(tablesessions.__file__).parent
@@ -158,6 +163,14 @@ def test_every_query_filter_is_a_constant_with_parameters() -> None:
                 if isinstance(first, ast.Name):
                     assert first.id in constants, f"{where}: filter is not a constant"
                     text = constants[first.id]
+                elif isinstance(first, ast.Subscript) and isinstance(first.value, ast.Name):
+                    # A table of filters made at import from constants: check each one.
+                    module = importlib.import_module(_module_of(package, path))
+                    table = getattr(module, first.value.id)
+                    assert isinstance(table, tuple) and table, f"{where}: not a filter table"
+                    for text in table[1:]:
+                        assert "@" in text and "'" not in text, f"{where}: {text!r}"
+                    text = table[-1]
                 else:
                     assert isinstance(first, ast.Constant), f"{where}: filter is built"
                     text = str(first.value)

@@ -70,16 +70,19 @@ def test_the_core_venv_has_the_core_and_no_framework(core_python: Path) -> None:
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("extra", ["django", "flask", "starlette"])
+@pytest.mark.parametrize(("module", "extra"), [
+    ("django", "django"), ("flask", "flask"), ("starlette", "starlette"),
+    ("cachelib", "cachelib"), ("flask_caching", "flask-caching")])
 def test_importing_an_integration_without_its_framework_names_the_extra(
-        core_python: Path, extra: str) -> None:
-    done = subprocess.run([str(core_python), "-c", f"import tablesessions.{extra}"],
+        core_python: Path, module: str, extra: str) -> None:
+    done = subprocess.run([str(core_python), "-c", f"import tablesessions.{module}"],
                           capture_output=True, text=True, timeout=120, cwd="/",
                           env={**os.environ, "PYTHONPATH": ""})
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("ModuleNotFoundError: ")
     assert f'pip install "tablesessions[{extra}]"' in last
+    assert last.split(': ', 1)[1].startswith(f"tablesessions.{module} needs ")
     assert "asgiref" not in last and "anyio" not in last
 
 
