@@ -192,7 +192,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="tablesessions", parents=[common], epilog=_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Manage tablesessions storage: create it, sweep expired sessions, "
-                    "count and inspect sessions.")
+                    "count and inspect sessions; `tablesessions cache ...` does the same "
+                    "for the key-value cache.")
     parser.add_argument("--version", action="version", version=f"tablesessions {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("init", parents=[common], help="create the table and the container",
