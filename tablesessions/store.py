@@ -21,7 +21,7 @@ from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from ._base import StoreBase, env_source, make_config
 from ._record.calls import BlobSink, call_for
-from ._record.clients import blob_kwargs, default_endpoints, sdk_kwargs
+from ._record.clients import blob_kwargs, default_endpoints, sdk_kwargs, sync_transport
 from ._record.driver import drive
 from ._record.effects import (
     BlobInfo,
@@ -93,10 +93,11 @@ class SessionStore(StoreBase):
             credential = owned = DefaultAzureCredential()
         kw = sdk_kwargs(config)
         table = TableClient(endpoint=table_endpoint, table_name=config.table_name,
-                            credential=credential, **kw)
+                            credential=credential, **kw, **sync_transport(config))
         container = ContainerClient(account_url=blob_endpoint,
                                     container_name=config.container_name,
-                                    credential=credential, **blob_kwargs(config))
+                                    credential=credential, **blob_kwargs(config),
+                                    **sync_transport(config))
         self._setup(config, table, container, owned)
 
     def _setup(self, config: StoreConfig, table: TableClient, container: ContainerClient,
@@ -130,9 +131,11 @@ class SessionStore(StoreBase):
         config = make_config(table_name, container_name, app_name, idle_timeout,
                              absolute_timeout, options)
         kw = sdk_kwargs(config)
-        table = TableClient.from_connection_string(conn_str, table_name=config.table_name, **kw)
+        table = TableClient.from_connection_string(conn_str, table_name=config.table_name, **kw,
+                                                   **sync_transport(config))
         container = ContainerClient.from_connection_string(
-            conn_str, container_name=config.container_name, **blob_kwargs(config))
+            conn_str, container_name=config.container_name, **blob_kwargs(config),
+            **sync_transport(config))
         store = cls.__new__(cls)
         store._setup(config, table, container, None)
         return store
