@@ -28,7 +28,8 @@ How long to sleep (measured with ``benchmarks/contention.py``, docs/concurrency.
   backoff does the opposite (the longest waiters sleep longest) and starved a
   few writers until their deadline ran out.
 * Never past the deadline: a round starts only if the time left covers a
-  round as long as the mean so far.
+  round as long as the shortest so far. The shortest, not the mean: a round
+  that a fault slowed (a hung call, retried) says nothing about the next one.
 
 Sans-I/O: the time left comes from the face (the ``TimeLeft`` effect), the
 waiting is the ``Sleep`` effect.
@@ -52,13 +53,15 @@ MIN_ROUND = 0.005
 #: The round's estimate when the operation has no shared deadline to measure by
 #: (per-call deadlines: the lock's release).
 UNMEASURED_ROUND = 0.02
+#: The most the time spent before the first conflict may count as one round.
+FIRST_ROUND_CAP = 0.05
 
 
 class Rounds:
     """Counts the conflict rounds of one write and spaces them out."""
 
     __slots__ = ("_cap", "_deadline", "_first_left", "_last_left", "_last_pause", "_round",
-                 "_spent", "_what", "n")
+                 "_what", "n")
 
     def __init__(self, rules: RecordRules, what: str) -> None:
         self._cap = rules.config.max_merge_attempts
@@ -68,8 +71,7 @@ class Rounds:
         self._last_left: float | None = None
         self._first_left: float | None = None
         self._last_pause = 0.0
-        self._round = UNMEASURED_ROUND  # the mean round (re-read + write) so far
-        self._spent = 0.0
+        self._round = UNMEASURED_ROUND  # the shortest round (re-read + write) so far
 
     def next(self) -> Op[None]:
         """Wait before the next round (a jittered sleep, never past the deadline).
@@ -89,13 +91,17 @@ class Rounds:
         else:
             if self._last_left is None:
                 # Before the first re-read, what the operation has spent so far
-                # (its first write, a read before it) stands for one round.
+                # (its first write, a read before it) stands for one round, but
+                # at most FIRST_ROUND_CAP: a first write that a fault delayed (a
+                # hung attempt, retried) says nothing about the next round.
                 spent = self._deadline - left  # < 0 when a blob transfer extended it
-                self._round = (max(MIN_ROUND, min(spent, self._deadline / 4)) if spent > 0
+                self._round = (max(MIN_ROUND, min(spent, FIRST_ROUND_CAP)) if spent > 0
                                else UNMEASURED_ROUND)
             else:
-                self._spent += self._last_left - left - self._last_pause
-                self._round = max(MIN_ROUND, self._spent / (self.n - 1))
+                # The shortest round so far, not the mean: one round slowed by a
+                # fault must not stretch every later pause, nor end the loop early.
+                took = self._last_left - left - self._last_pause
+                self._round = max(MIN_ROUND, took if self.n == 2 else min(self._round, took))
             if left < self._round:
                 raise SessionConflictError(
                     f"{self._what}: the session kept changing under other requests; the "
