@@ -29,16 +29,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import tablesessions
 import tablesessions.aio
+from tablesessions.testing import RequestCounter
 
 SCENARIOS = ("distinct-keys", "counter", "overwrite")
 #: The request deadline under which ``tests/integration/test_contention.py``
@@ -47,9 +49,12 @@ TARGET_DEADLINE = 10.0
 ALL_SCENARIOS = (*SCENARIOS, "shared-key-merge")
 
 
-def _options(scenario: str, deadline: float | None) -> dict[str, Any]:
-    """The store's defaults, but for the scenario's mode and ``--deadline``."""
+def _options(scenario: str, deadline: float | None, counter: RequestCounter
+             ) -> dict[str, Any]:
+    """The store's defaults, but for the scenario's mode and ``--deadline``, with
+    ``counter`` counting the storage calls."""
     options: dict[str, Any] = {"concurrency": "overwrite"} if scenario == "overwrite" else {}
+    options["client_options"] = counter.client_options()
     if deadline is not None:
         options["retry"] = tablesessions.RetryPolicy(deadline=deadline)
     return options
@@ -76,19 +81,27 @@ def _step(scenario: str, worker: int, i: int) -> tuple[str, Callable[[tablesessi
     return "save", change[scenario]
 
 
+#: What a worker reports: the error names it caught, with counts; the latency of
+#: each operation and of its write alone (``save`` or ``update``), in seconds; the
+#: storage calls it made.
+Figures = tuple[dict[str, int], list[float], list[float], int]
+
+
 def _sync_worker(conn: str, table: str, container: str, sid: str, scenario: str, worker: int,
-                 times: int, start_at: float, deadline: float | None
-                 ) -> tuple[dict[str, int], list[float]]:
+                 times: int, start_at: float, deadline: float | None) -> Figures:
     errors: Counter[str] = Counter()
     latencies: list[float] = []
-    options = _options(scenario, deadline)
+    writes: list[float] = []
+    counter = RequestCounter()
+    options = _options(scenario, deadline, counter)
     with tablesessions.SessionStore.from_connection_string(
             conn, table_name=table, container_name=container, **options) as store:
         time.sleep(max(0.0, start_at - time.time()))
+        counter.reset()
         for i in range(times):
             kind, change = _step(scenario, worker, i)
             assert change is not None
-            began = time.perf_counter()
+            began = write_began = time.perf_counter()
             try:
                 if kind == "update":
                     store.update(sid, change)
@@ -96,26 +109,32 @@ def _sync_worker(conn: str, table: str, container: str, sid: str, scenario: str,
                     session = store.get(sid)
                     assert session is not None
                     change(session)
+                    write_began = time.perf_counter()
                     store.save(session)
             except Exception as exc:
                 errors[type(exc).__name__] += 1
-            latencies.append(time.perf_counter() - began)
-    return dict(errors), latencies
+            ended = time.perf_counter()
+            latencies.append(ended - began)
+            writes.append(ended - write_began)
+    return dict(errors), latencies, writes, counter.count
 
 
 async def _async_worker(conn: str, table: str, container: str, sid: str, scenario: str,
                         worker: int, times: int, start_at: float, deadline: float | None
-                        ) -> tuple[dict[str, int], list[float]]:
+                        ) -> Figures:
     errors: Counter[str] = Counter()
     latencies: list[float] = []
-    options = _options(scenario, deadline)
+    writes: list[float] = []
+    counter = RequestCounter()
+    options = _options(scenario, deadline, counter)
     async with tablesessions.aio.SessionStore.from_connection_string(
             conn, table_name=table, container_name=container, **options) as store:
         await asyncio.sleep(max(0.0, start_at - time.time()))
+        counter.reset()
         for i in range(times):
             kind, change = _step(scenario, worker, i)
             assert change is not None
-            began = time.perf_counter()
+            began = write_began = time.perf_counter()
             try:
                 if kind == "update":
                     await store.update(sid, change)
@@ -123,19 +142,43 @@ async def _async_worker(conn: str, table: str, container: str, sid: str, scenari
                     session = await store.get(sid)
                     assert session is not None
                     change(session)
+                    write_began = time.perf_counter()
                     await store.save(session)
             except Exception as exc:
                 errors[type(exc).__name__] += 1
-            latencies.append(time.perf_counter() - began)
-    return dict(errors), latencies
+            ended = time.perf_counter()
+            latencies.append(ended - began)
+            writes.append(ended - write_began)
+    return dict(errors), latencies, writes, counter.count
 
 
-def worker(face: str, *args: Any) -> tuple[dict[str, int], list[float]]:
-    """One worker process's run: the error names it caught, with counts, and the
-    latency of each operation (seconds)."""
+def worker(face: str, *args: Any) -> Figures:
+    """One worker process's run (see :data:`Figures`)."""
     if face == "async":
         return asyncio.run(_async_worker(*args))
     return _sync_worker(*args)
+
+
+def burn() -> None:
+    """Spin one CPU until terminated (``--cpu-load``)."""
+    while True:
+        sum(range(10_000))
+
+
+@contextlib.contextmanager
+def cpu_load(n: int) -> Iterator[None]:
+    """Keep ``n`` processes spinning meanwhile, as the other jobs of a loaded
+    shared machine do (the figures in docs/concurrency.md say which load)."""
+    spinning = [multiprocessing.get_context("spawn").Process(target=burn, daemon=True)
+                for _ in range(n)]
+    for p in spinning:
+        p.start()
+    try:
+        yield
+    finally:
+        for p in spinning:
+            p.terminate()
+            p.join()
 
 
 def warm() -> None:
@@ -154,9 +197,12 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
+    #: the write alone (``save``, or ``update``: then the whole operation)
+    writes: list[float] = field(default_factory=list)
+    calls: int = 0
 
-    def quantile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
+    def quantile(self, q: float, of: list[float] | None = None) -> float:
+        ordered = sorted(self.latencies if of is None else of)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
     @property
@@ -165,10 +211,12 @@ class Result:
 
     def row(self) -> str:
         errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "0"
+        per_op = self.calls / max(1, len(self.latencies))
         return (f"| {self.face} | {self.scenario} | {self.workers} x {self.times} | "
                 f"{'yes' if self.exact else 'NO'} | {errors} | {self.seconds:.1f} s | "
-                f"{self.quantile(0.5) * 1000:.0f} / {self.quantile(0.99) * 1000:.0f} / "
-                f"{max(self.latencies, default=0) * 1000:.0f} ms |")
+                f"{self.quantile(0.5, self.writes) * 1000:.0f} / "
+                f"{self.quantile(0.99, self.writes) * 1000:.0f} / "
+                f"{max(self.writes, default=0) * 1000:.0f} ms | {per_op:.1f} |")
 
 
 def expected(scenario: str, workers: int, times: int, final: dict[str, Any]) -> bool:
@@ -201,16 +249,21 @@ def run(executor: Executor, conn: str, names: tuple[str, str], face: str, scenar
                                    start_at, deadline) for w in range(workers)]
         errors: Counter[str] = Counter()
         latencies: list[float] = []
+        writes: list[float] = []
+        calls = 0
         for f in futures:
-            caught, took = f.result()
+            caught, took, wrote, made = f.result()
             errors.update(caught)
             latencies += took
+            writes += wrote
+            calls += made
         seconds = time.time() - start_at
         final = store.get(sid)
         assert final is not None
         state = dict(final)
     return Result(face, scenario, workers, times, state,
-                  expected(scenario, workers, times, state), dict(errors), seconds, latencies)
+                  expected(scenario, workers, times, state), dict(errors), seconds, latencies,
+                  writes, calls)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,15 +275,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--face", choices=("both", "sync", "async"), default="both")
     parser.add_argument("--deadline", type=float, default=None,
                         help="the request deadline in seconds (default: the store's, 2 s)")
+    parser.add_argument("--cpu-load", type=int, default=0, metavar="N",
+                        help="also spin N processes on the CPU for the whole run, as the "
+                             "other jobs of a loaded shared machine do (default 0)")
     parser.add_argument("--scenario", choices=ALL_SCENARIOS, action="append",
                         help=f"repeatable (default: {', '.join(SCENARIOS)})")
     args = parser.parse_args(argv)
     faces = ("sync", "async") if args.face == "both" else (args.face,)
     failed = False
     print("| face | scenario | processes x ops | final state exact | errors surfaced | wall "
-          "| op latency p50 / p99 / max |")
-    print("|---|---|---|---|---|---|---|")
-    with AzuriteServer() as azurite, pool(args.workers) as executor:
+          "| save (update) p50 / p99 / max | storage calls per op |")
+    print("|---|---|---|---|---|---|---|---|")
+    with AzuriteServer() as azurite, pool(args.workers) as executor, cpu_load(args.cpu_load):
         names = (unique_name("cont"), unique_name("cont"))
         for face in faces:
             for scenario in args.scenario or SCENARIOS:

@@ -18,8 +18,10 @@ from benchmarks import contention
 from tablesessions.testing import AzuriteServer
 
 WORKERS, TIMES = 8, 50
-#: The request deadline these runs use: see docs/concurrency.md ("Measured") for
-#: the same runs under the default 2 s on this shared 2-core machine.
+#: The request deadline these runs use. Under the default 2 s the target (exact,
+#: 0 errors) is met on this shared 2-core machine while its load stays under
+#: about 10, not reliably above (docs/concurrency.md, "Measured"), so a 2 s
+#: assertion here would fail on other agents' load, not on ours.
 DEADLINE = contention.TARGET_DEADLINE
 
 pytestmark = pytest.mark.slow  # about 20-40 s per run on a loaded 2-core machine
