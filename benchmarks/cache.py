@@ -340,6 +340,51 @@ def get_many_strategies(rig: CacheRig, iterations: int, warmup: int) -> Comparis
                          f"{rig.cache.config.max_parallel} at once")
 
 
+#: The modelled delays per request (benchmarks/latency.py): about an in-region
+#: call, and a cross-region one.
+DELAYS_MS = (2, 10)
+
+
+def _set_many_vs_sets(cache: tablesessions.TableCache, mapping: dict[str, Any], name: str,
+                      iterations: int, warmup: int, notes: str) -> Comparison:
+    def lib_set_many(watch: Stopwatch) -> None:
+        with watch:
+            failed = cache.set_many(mapping)
+        assert failed == []
+
+    def lib_sets(watch: Stopwatch) -> None:
+        with watch:
+            for k, v in mapping.items():
+                cache.set(k, v)
+
+    return compare(name, lib_set_many, lib_sets, iterations=iterations, warmup=warmup,
+                   target=SET_MANY_TARGET, notes=notes)
+
+
+def set_many_at_latency(azurite: Any, quick: bool) -> list[Comparison]:
+    """set_many of 100 keys against 100 ``set`` calls with every request held
+    2 ms and 10 ms by a loopback proxy: a **latency model, not Azure** (see
+    benchmarks/latency.py). Against Azurite alone the ratio is bounded by
+    Azurite, which runs a transaction's operations one by one (about 16 ms per
+    transaction plus 1.5 ms per entity, measured); a network's round trips are
+    what batching saves."""
+    from tablesessions.testing import Fault, FaultPlan, FaultProxyPair
+
+    iterations, warmup = (2, 1) if quick else (6, 1)
+    data = session_data(KIB)
+    mapping = {f"bench:lat:{i}": {**data, "i": i} for i in range(MANY)}
+    out: list[Comparison] = []
+    for ms in DELAYS_MS:
+        delay = FaultPlan(rate=1.0, kinds={Fault.DELAY: 1.0}, delay=ms / 1000)
+        with FaultProxyPair(azurite, plan=delay) as proxies, \
+                CacheRig.open(proxies.connection_string) as rig:
+            out.append(_set_many_vs_sets(
+                rig.cache, mapping, f"cache set_many {MANY} vs {MANY} set calls @ +{ms} ms",
+                iterations, warmup, notes=f"both sides the library, every request held {ms} ms "
+                                          "by a proxy (a latency model, not Azure)"))
+    return out
+
+
 def count_calls(conn: str) -> list[tuple[str, int]]:
     """Storage calls per cache operation, counted at the transport."""
     counter = RequestCounter()
@@ -374,8 +419,10 @@ def count_calls(conn: str) -> list[tuple[str, int]]:
     return rows
 
 
-def cache_section(conn: str, quick: bool) -> tuple[dict[str, Any], str]:
-    """Run every cache scenario; return (JSON-ready figures, markdown)."""
+def cache_section(conn: str, quick: bool, azurite: Any = None
+                  ) -> tuple[dict[str, Any], str]:
+    """Run every cache scenario; return (JSON-ready figures, markdown). Given the
+    ``AzuriteServer``, also set_many at the modelled latencies."""
     plan = CachePlan.for_mode(quick)
     comparisons: list[Comparison] = []
     with CacheRig.open(conn) as rig:
@@ -388,6 +435,8 @@ def cache_section(conn: str, quick: bool) -> tuple[dict[str, Any], str]:
         comparisons.append(_incr(rig, plan.small, plan.warmup))
         comparisons += _many(rig, plan.many, min(plan.warmup, 3))
         strategies = get_many_strategies(rig, plan.many, min(plan.warmup, 3))
+    if azurite is not None:
+        comparisons += set_many_at_latency(azurite, quick)
     calls = count_calls(conn)
     table = "\n".join(["| operation | storage calls |", "|---|---:|",
                        *(f"| {name} | {n} |" for name, n in calls)])
@@ -410,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few operations each")
     args = parser.parse_args(argv)
     with AzuriteServer() as azurite:
-        _, md = cache_section(azurite.connection_string, args.quick)
+        _, md = cache_section(azurite.connection_string, args.quick, azurite)
     print(md)
     return 0
 
