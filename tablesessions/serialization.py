@@ -260,7 +260,8 @@ def decode_value(fragment: bytes, segments: Iterator[bytes | memoryview]) -> Any
     if last < 0:
         return value
     try:
-        return _Untag(segments, fragment.count(b'{"$')).any(value)
+        # Counted up to the last one only: none follows it.
+        return _Untag(segments, fragment.count(b'{"$', 0, last + 3)).any(value)
     except (TypeError, KeyError, RecursionError) as exc:  # a malformed tag's payload
         raise ValueError(f"malformed tagged value: {type(exc).__name__}") from None
 
