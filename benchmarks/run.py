@@ -55,6 +55,7 @@ from .payloads import KIB, MIB
 from .report import markdown
 from .scenarios import Plan, Rig, inline_scenarios, overflow_scenarios
 
+FAMILIES = ("inline", "overflow", "flask", "async", "cache")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 DATA = ("inline sessions are seeded, realistic web-session JSON (user profile, roles, "
         "CSRF token, timestamps, a shopping cart grown to 1 KiB or 64 KiB of compact JSON; "
@@ -69,6 +70,9 @@ class Options:
     sweeper_sessions: int | None = None
     skip_sweeper: bool = False
     skip_latency: bool = False
+    #: scenario families to run (``inline``, ``overflow``, ``flask``, ``async``, ``cache``);
+    #: empty: all of them, plus the call counts, the latency model and the sweeper
+    only: tuple[str, ...] = ()
 
     @property
     def sessions_for_sweeper(self) -> int:
@@ -104,6 +108,9 @@ def run(opts: Options) -> dict[str, Any]:
     """Run everything; return the JSON-ready results (and write them, unless
     ``opts.out`` is None)."""
     command = "python -m benchmarks.run" + (" --quick" if opts.quick else "")
+    if opts.only:
+        command += "".join(f" --only {family}" for family in opts.only)
+    wanted = set(opts.only) or set(FAMILIES)
     results: dict[str, Any] = {"meta": {
         "command": command, "quick": opts.quick,
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -113,26 +120,33 @@ def run(opts: Options) -> dict[str, Any]:
     started = time.perf_counter()
     plan = Plan.for_mode(opts.quick)
     comparisons: list[Comparison] = []
-    async_result: AsyncResult | None
+    async_result: AsyncResult | None = None
     with AzuriteServer() as azurite:
         conn = azurite.connection_string
         with Rig.open(conn) as rig:
-            for size in (KIB, 64 * KIB):
-                comparisons += inline_scenarios(rig, size, plan)
-            for size in (MIB, 5 * MIB, 16 * MIB):
-                comparisons += overflow_scenarios(rig, size, plan)
-            comparisons += flask_scenarios(rig, plan.small, plan.warmup)
-            async_result = async_benchmark(rig, rounds=1 if opts.quick else 15,
-                                           per_task=1 if opts.quick else 3)
-        calls: list[CallCount] = count_all(conn)
-        cache_figures, cache_md = cache_section(conn, opts.quick)
-        latency = [] if opts.skip_latency else latency_scenarios(azurite, opts.quick)
-    sweeper, sweeper_md = sweeper_section(opts)
+            if "inline" in wanted:
+                for size in (KIB, 64 * KIB):
+                    comparisons += inline_scenarios(rig, size, plan)
+            if "overflow" in wanted:
+                for size in (MIB, 5 * MIB, 16 * MIB):
+                    comparisons += overflow_scenarios(rig, size, plan)
+            if "flask" in wanted:
+                comparisons += flask_scenarios(rig, plan.small, plan.warmup)
+            if "async" in wanted:
+                async_result = async_benchmark(rig, rounds=1 if opts.quick else 15,
+                                               per_task=1 if opts.quick else 3)
+        calls: list[CallCount] = [] if opts.only else count_all(conn)
+        cache_figures, cache_md = (({"skipped": True}, "") if opts.only and "cache" not in wanted
+                                   else cache_section(conn, opts.quick))
+        latency = ([] if opts.skip_latency or opts.only
+                   else latency_scenarios(azurite, opts.quick))
+    sweeper, sweeper_md = (({"skipped": True}, "Skipped (--only).") if opts.only
+                           else sweeper_section(opts))
     results["meta"]["load_after"] = _load()
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     results["comparisons"] = [c.to_dict() for c in comparisons]
     results["latency"] = [c.to_dict() for c in latency]
-    results["async"] = async_result.to_dict()
+    results["async"] = async_result.to_dict() if async_result is not None else None
     results["calls"] = [c.to_dict() for c in calls]
     results["sweeper"] = sweeper
     results["cache"] = cache_figures
@@ -162,10 +176,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out the sweeper benchmark")
     parser.add_argument("--skip-latency", action="store_true",
                         help="leave out the modelled-latency scenarios (a delaying proxy)")
+    parser.add_argument("--only", action="append", choices=FAMILIES, default=[],
+                        help="run only this scenario family (repeatable); leaves out the "
+                             "call counts, the latency model and the sweeper")
     args = parser.parse_args(argv)
     results = run(Options(quick=args.quick, out=args.out,
                           sweeper_sessions=args.sweeper_sessions,
-                          skip_sweeper=args.skip_sweeper, skip_latency=args.skip_latency))
+                          skip_sweeper=args.skip_sweeper, skip_latency=args.skip_latency,
+                          only=tuple(args.only)))
     print(results["markdown"])
     print(f"\nWritten: {args.out / 'latest.md'} and {args.out / 'latest.json'} "
           f"({results['meta']['seconds']} s)")

@@ -62,6 +62,18 @@ param deploymentContainerName string = 'app-package'
 @description('Application name that scopes sessions inside the table (TABLESESSIONS_APP_NAME).')
 param appName string = 'default'
 
+@description('Table of a tablesessions.TableCache the sweeper also sweeps (TABLESESSIONS_CACHE_TABLE_NAME); empty: sessions only. This template does not create it: run `tablesessions cache init` (or cache.create_storage()) once.')
+@maxLength(63)
+param cacheTableName string = ''
+
+@description('Overflow container of that cache (TABLESESSIONS_CACHE_CONTAINER_NAME).')
+@minLength(3)
+@maxLength(63)
+param cacheContainerName string = 'cache-overflow'
+
+@description('Namespace of that cache inside its table (TABLESESSIONS_CACHE_APP_NAME).')
+param cacheAppName string = 'default'
+
 @description('NCronTab schedule (6 fields, UTC) of the sweeper, e.g. every five minutes.')
 param sweepSchedule string = '0 */5 * * * *'
 
@@ -385,6 +397,19 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'TABLESESSIONS_APP_NAME'
           value: appName
+        }
+        {
+          // Empty: the sweeper sweeps sessions only; a table name: that cache too.
+          name: 'TABLESESSIONS_CACHE_TABLE_NAME'
+          value: cacheTableName
+        }
+        {
+          name: 'TABLESESSIONS_CACHE_CONTAINER_NAME'
+          value: cacheContainerName
+        }
+        {
+          name: 'TABLESESSIONS_CACHE_APP_NAME'
+          value: cacheAppName
         }
         {
           name: 'TABLESESSIONS_SWEEP_TIME_BUDGET_SECONDS'

@@ -27,6 +27,8 @@ from azure.core.exceptions import (
 from ._record.storage_errors import error_code, missing_storage
 from .config import (
     ENV_BLOB_ENDPOINT,
+    ENV_CACHE_CONTAINER_NAME,
+    ENV_CACHE_TABLE_NAME,
     ENV_CONNECTION_STRING,
     ENV_CONTAINER_NAME,
     ENV_TABLE_ENDPOINT,
@@ -50,10 +52,24 @@ class Target:
     container_name: str
     #: A connection string with an account key (not a token credential or a SAS).
     uses_key: bool = False
+    #: The key-value cache's storage (``tablesessions cache ...``), not the sessions'.
+    cache: bool = False
+
+    @property
+    def init_command(self) -> str:
+        return "tablesessions cache init" if self.cache else "tablesessions init"
+
+    @property
+    def table_setting(self) -> str:
+        return ENV_CACHE_TABLE_NAME if self.cache else ENV_TABLE_NAME
+
+    @property
+    def container_setting(self) -> str:
+        return ENV_CACHE_CONTAINER_NAME if self.cache else ENV_CONTAINER_NAME
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], table_name: str,
-                 container_name: str) -> Target:
+                 container_name: str, *, cache: bool = False) -> Target:
         table, blob = env.get(ENV_TABLE_ENDPOINT, ""), env.get(ENV_BLOB_ENDPOINT, "")
         conn = env.get(ENV_CONNECTION_STRING)
         uses_key = False
@@ -68,7 +84,8 @@ class Target:
             table = parts.get("TableEndpoint") or f"{scheme}://{account}.table.{suffix}"
             blob = parts.get("BlobEndpoint") or f"{scheme}://{account}.blob.{suffix}"
             uses_key = "AccountKey" in parts or "UseDevelopmentStorage" in parts
-        return cls(table.rstrip("/"), blob.rstrip("/"), table_name, container_name, uses_key)
+        return cls(table.rstrip("/"), blob.rstrip("/"), table_name, container_name, uses_key,
+                   cache)
 
 
 def describe(exc: BaseException, target: Target, elapsed: float) -> str | None:
@@ -79,11 +96,12 @@ def describe(exc: BaseException, target: Target, elapsed: float) -> str | None:
     missing = missing_storage(exc)
     if missing == "TableNotFound":
         return (f"the table {target.table_name!r} does not exist at {target.table_endpoint}: "
-                f"run `tablesessions init` (or check --table-name / {ENV_TABLE_NAME})")
+                f"run `{target.init_command}` (or check --table-name / "
+                f"{target.table_setting})")
     if missing == "ContainerNotFound":
         return (f"the blob container {target.container_name!r} does not exist at "
-                f"{target.blob_endpoint}: run `tablesessions init` (or check "
-                f"--container-name / {ENV_CONTAINER_NAME})")
+                f"{target.blob_endpoint}: run `{target.init_command}` (or check "
+                f"--container-name / {target.container_setting})")
     cause = _azure_error(exc)
     if cause is None:
         return None

@@ -18,10 +18,14 @@ differences from cachelib's own backends: ``docs/cache.md``.
 cachelib's contract caches arbitrary objects, so values are pickled, and only through
 :class:`tablesessions.signed_pickle.PickleSigner`: a stored value whose tag does not verify
 under ``secret`` (or a fallback) is a miss, logged to ``tablesessions.security``, and is
-never unpickled. ``int`` values (not ``bool``) are stored as ints, unsigned, so that
-``inc``/``dec`` stay native and atomic. Timeouts follow cachelib: ``None`` is
-``default_timeout``, ``0`` never expires, a number of seconds or a ``timedelta`` (rounded
-up to whole seconds) expires after that long, and a negative one is already expired.
+never unpickled. Values are also encrypted at rest by default (AES-256-GCM under
+``KeyRing.from_secrets(secret, secret_fallbacks, context="cachelib")``, plaintext rows
+refused), unless ``key_ring`` says otherwise. ``int`` values (not ``bool``) are passed to
+:class:`tablesessions.TableCache` as ints, unsigned, so that ``inc``/``dec`` stay atomic
+(native columns without encryption, sealed payloads with it: 2 calls either way).
+Timeouts follow cachelib: ``None`` is ``default_timeout``, ``0`` never expires, a number
+of seconds or a ``timedelta`` (rounded up to whole seconds) expires after that long, and a
+negative one is already expired.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from cachelib.serializers import BaseRedisSerializer, BaseSerializer
 
 from . import StorageNotFoundError
 from . import TableCache as _TableCache
+from .config import UNSET
+from .encryption import KeyRing
 from .signed_pickle import PickleSigner, Secret, Unverified
 
 __all__ = ["SignedPickleSerializer", "TableCache"]
@@ -51,6 +57,9 @@ logger = logging.getLogger(__name__)
 
 #: The ``context`` of this backend's :class:`PickleSigner`: its values verify only here.
 SIGNING_CONTEXT = "cachelib"
+#: The ``context`` of the :class:`KeyRing` derived from ``secret`` (another HKDF salt
+#: than the signer's, so the encryption and signing keys are unrelated).
+ENCRYPTION_CONTEXT = "cachelib"
 
 _EXPIRED = object()  # a negative timeout: the entry is expired as soon as it is written
 _MAX_INC_ATTEMPTS = 5
@@ -113,8 +122,12 @@ class TableCache(BaseCache):
     :param check_connection: make one storage call now (cachelib's flag): a storage
         account that cannot be reached raises ``RuntimeError`` here rather than on first
         use. Off by default: the constructor makes no call.
+    :param key_ring: encryption at rest. Not given: a ring derived from ``secret`` and
+        ``secret_fallbacks`` (context ``"cachelib"``), plaintext rows refused. A
+        :class:`~tablesessions.encryption.KeyRing`: that ring. None: values are stored in
+        the clear (still signed). With ``cache=``, that cache's own ``key_ring`` applies.
     :param options: other :class:`tablesessions.TableCache` options (``client_options``,
-        ``retry``, ...), passed to its factory.
+        ``retry``, ``accept_plaintext``...), passed to its factory.
     :raises ValueError: for an empty secret or conflicting connection arguments.
     :raises RuntimeError: with ``check_connection``, when storage cannot be reached.
     :raises tablesessions.StorageNotFoundError: with ``check_connection``, when the table
@@ -140,12 +153,14 @@ class TableCache(BaseCache):
         cache: _TableCache | None = None,
         create_storage: bool = False,
         check_connection: bool = False,
+        key_ring: KeyRing | None = UNSET,
         options: Mapping[str, Any] | None = None,
     ) -> None:
         BaseCache.__init__(self, default_timeout=default_timeout,
                            ignore_delete_many_errors=ignore_delete_many_errors)
         if isinstance(self.default_timeout, dt.timedelta):  # cachelib < 0.17 keeps it as given
             self.default_timeout = math.ceil(self.default_timeout.total_seconds())
+        secret_fallbacks = tuple(secret_fallbacks)  # read twice: the signer and the ring
         self._serializer: Serializer = SignedPickleSerializer(
             PickleSigner(secret, secret_fallbacks, context=SIGNING_CONTEXT))
         self.key_prefix = key_prefix or ""
@@ -153,12 +168,13 @@ class TableCache(BaseCache):
                                    ("container_name", container_name),
                                    ("app_name", app_name)) if v is not None}
         self._owns_cache = cache is None
+        if cache is not None and (names or options or connection_string or table_endpoint
+                                  or blob_endpoint or account_name or credential
+                                  or key_ring is not UNSET):
+            raise ValueError("pass either cache= or the options to build one, not both")
         self._cache = cache if cache is not None else _connect(
             connection_string, table_endpoint, blob_endpoint, account_name, credential,
-            {**names, **(options or {})})
-        if cache is not None and (names or options or connection_string or table_endpoint
-                                  or blob_endpoint or account_name or credential):
-            raise ValueError("pass either cache= or the options to build one, not both")
+            {**names, **_encryption(secret, secret_fallbacks, key_ring, options or {})})
         self.check_connection = check_connection
         if create_storage:
             self._cache.create_storage()
@@ -371,6 +387,22 @@ class TableCache(BaseCache):
             # Another process created it between the two calls: increment that one.
         assert missing is not None
         raise missing
+
+
+def _encryption(secret: Secret, fallbacks: Iterable[Secret], key_ring: KeyRing | None,
+                options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with the encryption settings: a ring derived from the secret unless
+    ``key_ring`` (argument or option) chooses one, or None."""
+    out = dict(options)
+    if key_ring is not UNSET:
+        if "key_ring" in out:
+            raise ValueError("pass key_ring once: as an argument or in options")
+        out["key_ring"] = key_ring
+    if "key_ring" not in out:
+        out["key_ring"] = KeyRing.from_secrets(secret, tuple(fallbacks),
+                                               context=ENCRYPTION_CONTEXT)
+        out.setdefault("accept_plaintext", False)
+    return out
 
 
 def _connect(connection_string: str | None, table_endpoint: str | None,

@@ -19,11 +19,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from . import SessionStore, TableSessionsError, __version__, is_valid_session_id
+from . import SessionStore, TableCache, TableSessionsError, __version__, is_valid_session_id
 from ._cli_failures import Target, Waiting, describe
 from .config import (
     ENV_APP_NAME,
     ENV_BLOB_ENDPOINT,
+    ENV_CACHE_APP_NAME,
+    ENV_CACHE_CONTAINER_NAME,
+    ENV_CACHE_TABLE_NAME,
     ENV_CONNECTION_STRING,
     ENV_CONTAINER_NAME,
     ENV_ENCRYPTION_KEYS,
@@ -31,6 +34,7 @@ from .config import (
     ENV_TABLE_ENDPOINT,
     ENV_TABLE_NAME,
 )
+from .models import SweepReport
 from .retry import RetryPolicy
 
 #: The sweep finished everything and every command did what it was asked.
@@ -67,6 +71,14 @@ _FLAG_ENV = (
     ("container_name", ENV_CONTAINER_NAME),
     ("app_name", ENV_APP_NAME),
 )
+#: Under ``tablesessions cache``, the name flags stand for the cache's variables
+#: (``TableCache.from_env``), so one environment configures both kinds of storage.
+_CACHE_FLAG_ENV = (
+    *_FLAG_ENV[:3],
+    ("table_name", ENV_CACHE_TABLE_NAME),
+    ("container_name", ENV_CACHE_CONTAINER_NAME),
+    ("app_name", ENV_CACHE_APP_NAME),
+)
 _SWEEPER_LOGGER = "tablesessions.sweeper"
 
 
@@ -101,9 +113,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _common_flags(*, cache: bool) -> argparse.ArgumentParser:
+    """The storage flags; ``cache``: their names stand for the cache's settings."""
     # The global options work before or after the command: SUPPRESS keeps a
     # subparser from overwriting a value given before the command.
+    env = dict(_CACHE_FLAG_ENV if cache else _FLAG_ENV)
+    what = ("cache table (default: cache)", "overflow container (default: cache-overflow)",
+            "the cache's namespace (default: default)") if cache else (
+            "sessions table (default: sessions)",
+            "overflow container (default: sessions-overflow)",
+            "app whose sessions to act on (default: default)")
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("storage (flags override the environment)")
     g.add_argument("--connection-string", default=argparse.SUPPRESS, metavar="STR",
@@ -113,23 +132,68 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--blob-endpoint", default=argparse.SUPPRESS, metavar="URL",
                    help=f"Blob endpoint, with DefaultAzureCredential [{ENV_BLOB_ENDPOINT}]")
     g.add_argument("--table-name", default=argparse.SUPPRESS, metavar="NAME",
-                   help=f"sessions table (default: sessions) [{ENV_TABLE_NAME}]")
+                   help=f"{what[0]} [{env['table_name']}]")
     g.add_argument("--container-name", default=argparse.SUPPRESS, metavar="NAME",
-                   help=f"overflow container (default: sessions-overflow) [{ENV_CONTAINER_NAME}]")
+                   help=f"{what[1]} [{env['container_name']}]")
     g.add_argument("--app-name", default=argparse.SUPPRESS, metavar="NAME",
-                   help=f"app whose sessions to act on (default: default) [{ENV_APP_NAME}]")
+                   help=f"{what[2]} [{env['app_name']}]")
     g.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                    help="print one JSON object on stdout")
     g.add_argument("--timeout", type=_timeout, default=argparse.SUPPRESS, metavar="SECONDS",
                    help=f"give up on a storage call after this long, retries included "
                         f"(default: {DEFAULT_TIMEOUT:g}); a wait over 1 s says what it "
                         "waits for on stderr")
+    return common
 
+
+def _sweep_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true",
+                        help="count what would be deleted; delete nothing, take no lease")
+    parser.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
+                        help=f"stop after about this long (default: no limit) "
+                             f"[{ENV_SWEEP_TIME_BUDGET}]")
+    parser.add_argument("--orphan-grace", type=_seconds, metavar="SECONDS", default=3600.0,
+                        help="only delete orphan blobs older than this (default: 3600)")
+    parser.add_argument("--max-parallel", type=_positive_int, metavar="N", default=4,
+                        help="partitions swept at once (default: 4)")
+
+
+def _cache_parser(sub: Any, top: argparse.ArgumentParser) -> None:
+    """``tablesessions cache init|sweep|stats``: the key-value cache's storage."""
+    common = _common_flags(cache=True)
+    group = sub.add_parser(
+        "cache", parents=[top], help="the key-value cache (TableCache): init, sweep, stats",
+        epilog=_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"The same commands for a tablesessions.TableCache. Settings come from "
+                    f"TableCache.from_env: the connection variables, and {ENV_CACHE_TABLE_NAME}, "
+                    f"{ENV_CACHE_CONTAINER_NAME}, {ENV_CACHE_APP_NAME} (which --table-name, "
+                    "--container-name and --app-name override here).")
+    cache_sub = group.add_subparsers(dest="cache_command", required=True, metavar="COMMAND")
+    cache_sub.add_parser("init", parents=[common], help="create the table and the container",
+                         description="Create the cache's table and overflow container if "
+                                     "missing.")
+    sweep = cache_sub.add_parser(
+        "sweep", parents=[common], help="delete expired entries and orphan blobs",
+        epilog=_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Delete the namespace's expired entries, their blobs and orphan blobs "
+                    "(entries without expiry are never swept). One sweeper per namespace "
+                    "at a time (a blob lease); an unfinished run resumes next time.")
+    _sweep_flags(sweep)
+    cache_sub.add_parser(
+        "stats", parents=[common], help="count entries, expired ones and bytes",
+        description="Count the namespace's entries, expired ones, ones without expiry, "
+                    "stored bytes and overflowed ones. Reads no value: one query per "
+                    "partition (16, plus one per further 1,000 entries).")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common_flags(cache=False)
     parser = argparse.ArgumentParser(
         prog="tablesessions", parents=[common], epilog=_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Manage tablesessions storage: create it, sweep expired sessions, "
-                    "count and inspect sessions.")
+                    "count and inspect sessions; `tablesessions cache ...` does the same "
+                    "for the key-value cache.")
     parser.add_argument("--version", action="version", version=f"tablesessions {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("init", parents=[common], help="create the table and the container",
@@ -139,15 +203,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Delete expired sessions, their blobs and orphan blobs. One sweeper "
                     "runs at a time (a blob lease); an unfinished run resumes next time.")
-    sweep.add_argument("--dry-run", action="store_true",
-                       help="count what would be deleted; delete nothing, take no lease")
-    sweep.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
-                       help=f"stop after about this long (default: no limit) "
-                            f"[{ENV_SWEEP_TIME_BUDGET}]")
-    sweep.add_argument("--orphan-grace", type=_seconds, metavar="SECONDS", default=3600.0,
-                       help="only delete orphan blobs older than this (default: 3600)")
-    sweep.add_argument("--max-parallel", type=_positive_int, metavar="N", default=4,
-                       help="partitions swept at once (default: 4)")
+    _sweep_flags(sweep)
     sub.add_parser("stats", parents=[common], help="count sessions, bytes and sizes",
                    description="Count sessions, expired ones, bytes, overflowed ones and a "
                                "size histogram (reads no payloads).")
@@ -172,13 +228,14 @@ def _parser() -> argparse.ArgumentParser:
         user_cmd = sub.add_parser(name, parents=[common], help=text, description=text + ".")
         user_cmd.add_argument("--user", required=True, metavar="USER_ID",
                               help="the user id given to bind_user, or - to read it from stdin")
+    _cache_parser(sub, _common_flags(cache=True))
     return parser
 
 
 def _environ(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
     """The environment with the flags written over the variables they stand for."""
     env = dict(environ)
-    for flag, name in _FLAG_ENV:
+    for flag, name in _CACHE_FLAG_ENV if args.command == "cache" else _FLAG_ENV:
         value = getattr(args, flag, None)
         if value:
             env[name] = value
@@ -283,6 +340,12 @@ def _init(store: SessionStore, args: argparse.Namespace, out: _Output) -> int:
 
 
 def _sweep(store: SessionStore, args: argparse.Namespace, out: _Output) -> int:
+    return _sweep_with(store, args, out, "sessions")
+
+
+def _sweep_with(face: SessionStore | TableCache, args: argparse.Namespace, out: _Output,
+                noun: str) -> int:
+    """Run ``face.sweep`` (a session store or a cache: the same sweeper) and report."""
     seconds = args.time_budget
     if seconds is None and os.environ.get(ENV_SWEEP_TIME_BUDGET):
         try:
@@ -291,9 +354,9 @@ def _sweep(store: SessionStore, args: argparse.Namespace, out: _Output) -> int:
             raise _UsageError(f"{ENV_SWEEP_TIME_BUDGET}: {exc}") from None
     budget = None if seconds is None else dt.timedelta(seconds=seconds)
     with _progress(out.stderr):
-        report = store.sweep(dry_run=args.dry_run, time_budget=budget,
-                             orphan_grace=dt.timedelta(seconds=args.orphan_grace),
-                             max_parallel=args.max_parallel)
+        report: SweepReport = face.sweep(dry_run=args.dry_run, time_budget=budget,
+                                         orphan_grace=dt.timedelta(seconds=args.orphan_grace),
+                                         max_parallel=args.max_parallel)
     if report.skipped_locked:
         code, state = EXIT_LOCKED, "skipped: another sweeper holds the lease"
     elif report.errors or not report.complete:
@@ -302,11 +365,12 @@ def _sweep(store: SessionStore, args: argparse.Namespace, out: _Output) -> int:
     else:
         code, state = EXIT_OK, "complete"
     verb = "would be deleted" if report.dry_run else "deleted"
-    lines = [f"sweep of app {store.config.app_name!r}{' (dry run)' if report.dry_run else ''}: "
-             f"{state}"]
+    kind = "cache namespace" if noun == "entries" else "app"
+    lines = [f"sweep of {kind} {face.config.app_name!r}"
+             f"{' (dry run)' if report.dry_run else ''}: {state}"]
     lines += _table([
-        ("expired sessions found", f"{report.scanned:,}"),
-        (f"sessions {verb}", f"{report.deleted:,}"),
+        (f"expired {noun} found", f"{report.scanned:,}"),
+        (f"{noun} {verb}", f"{report.deleted:,}"),
         (f"blobs {verb}", f"{report.blobs_deleted:,}"),
         (f"orphan blobs {verb}", f"{report.orphans_deleted:,}"),
         ("kept (changed meanwhile)", f"{report.skipped:,}"),
@@ -398,6 +462,29 @@ def _sessions(store: SessionStore, args: argparse.Namespace, out: _Output) -> in
     return EXIT_OK
 
 
+def _cache_init(cache: TableCache, args: argparse.Namespace, out: _Output) -> int:
+    cache.create_storage()
+    out.result({"table": cache.table_name, "container": cache.container_name, "ready": True},
+               [f"cache table {cache.table_name!r} and container {cache.container_name!r} "
+                "are ready"])
+    return EXIT_OK
+
+
+def _cache_sweep(cache: TableCache, args: argparse.Namespace, out: _Output) -> int:
+    return _sweep_with(cache, args, out, "entries")
+
+
+def _cache_stats(cache: TableCache, args: argparse.Namespace, out: _Output) -> int:
+    stats = cache.storage_stats()
+    lines = [f"cache namespace {cache.app_name!r} in table {cache.table_name!r}:"]
+    lines += _table([("entries", f"{stats.entries:,}"), ("expired", f"{stats.expired:,}"),
+                     ("without expiry", f"{stats.no_expiry:,}"),
+                     ("bytes", f"{stats.bytes:,}"), ("overflowed", f"{stats.overflowed:,}"),
+                     ("native ints", f"{stats.native_ints:,}")])
+    out.result(stats.to_dict(), lines)
+    return EXIT_OK
+
+
 def _plain(value: Any) -> str:
     if value is None or isinstance(value, (bool, int, float, str)):
         return str(value)
@@ -413,6 +500,9 @@ _COMMANDS: dict[str, Callable[[SessionStore, argparse.Namespace, _Output], int]]
     "init": _init, "sweep": _sweep, "stats": _stats, "inspect": _inspect,
     "rotate-keys": _rotate, "revoke": _revoke, "sessions": _sessions,
 }
+_CACHE_COMMANDS: dict[str, Callable[[TableCache, argparse.Namespace, _Output], int]] = {
+    "init": _cache_init, "sweep": _cache_sweep, "stats": _cache_stats,
+}
 
 
 #: The settings a configuration error may name, and the flag and variable to fix it with.
@@ -421,20 +511,27 @@ _SETTING_FLAGS = (
     ("container_name", "--container-name", ENV_CONTAINER_NAME),
     ("app_name", "--app-name", ENV_APP_NAME),
 )
+_CACHE_SETTING_FLAGS = (
+    ("table_name", "--table-name", ENV_CACHE_TABLE_NAME),
+    ("container_name", "--container-name", ENV_CACHE_CONTAINER_NAME),
+    ("app_name", "--app-name", ENV_CACHE_APP_NAME),
+)
 #: What each command is waiting for, for the notice after a second without an answer.
 _WAITING_FOR = {
     "init": "create the table and the container", "stats": "list the sessions",
     "inspect": "read the session", "revoke": "revoke the user's sessions",
     "sessions": "list the user's sessions", "sweep": "sweep expired sessions",
     "rotate-keys": "re-encrypt sessions",
+    "cache init": "create the cache's table and container",
+    "cache sweep": "sweep expired cache entries", "cache stats": "list the cache's entries",
 }
 
 
-def _config_message(exc: Exception) -> str:
+def _config_message(exc: Exception, *, cache: bool = False) -> str:
     """Name the flag and variable behind a bad setting; connection hints only when the
     connection is what is missing."""
     text = str(exc)
-    for setting, flag, env in _SETTING_FLAGS:
+    for setting, flag, env in _CACHE_SETTING_FLAGS if cache else _SETTING_FLAGS:
         if text.startswith(setting + " "):
             return f"configuration error: {flag} / {env}: {text[len(setting) + 1:]}"
     if ENV_CONNECTION_STRING in text:
@@ -477,18 +574,25 @@ def main(argv: list[str] | None = None) -> int:
     out = _Output(bool(getattr(args, "json", False)), sys.stdout, sys.stderr)
     timeout: float = getattr(args, "timeout", None) or DEFAULT_TIMEOUT
     env = _environ(args, os.environ)
-    waiting = Waiting(_WAITING_FOR.get(args.command, "answer"), timeout, stream=out.stderr)
+    is_cache = args.command == "cache"
+    command = f"cache {args.cache_command}" if is_cache else args.command
+    waiting = Waiting(_WAITING_FOR.get(command, "answer"), timeout, stream=out.stderr)
     policy = _policy(timeout)
+    face: SessionStore | TableCache
     try:
-        store = SessionStore.from_env(env, retry=policy, background_retry=policy,
-                                      client_options={"raw_response_hook": waiting.on_response})
+        factory = TableCache.from_env if is_cache else SessionStore.from_env
+        face = factory(env, retry=policy, background_retry=policy,
+                       client_options={"raw_response_hook": waiting.on_response})
     except (ValueError, TypeError) as exc:
-        return out.fail(EXIT_USAGE, _config_message(exc))
-    target = waiting.target = Target.from_env(env, store.table_name, store.container_name)
+        return out.fail(EXIT_USAGE, _config_message(exc, cache=is_cache))
+    target = waiting.target = Target.from_env(env, face.table_name, face.container_name,
+                                              cache=is_cache)
     started = time.monotonic()
     try:
-        with store, waiting, _quiet_library_logs():
-            return _COMMANDS[args.command](store, args, out)
+        with face, waiting, _quiet_library_logs():
+            if isinstance(face, TableCache):
+                return _CACHE_COMMANDS[args.cache_command](face, args, out)
+            return _COMMANDS[args.command](face, args, out)
     except _UsageError as exc:
         return out.fail(EXIT_USAGE, str(exc))
     except KeyboardInterrupt:

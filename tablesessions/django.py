@@ -56,7 +56,7 @@ from ._sessions.cookies import PREFIX, CookieSigner, store_from_settings
 from ._sessions.django_settings import problems
 from .models import MAX_IDLE
 
-__all__ = ["SessionStore", "TableSessionsConfig", "check_settings", "get_store"]
+__all__ = ["SessionStore", "TableSessionsConfig", "check_caches", "check_settings", "get_store"]
 
 logger = logging.getLogger(__name__)
 #: Stored datetimes may lose sub-second precision: closer than this is "the same".
@@ -107,9 +107,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 checks.register(check_settings, "tablesessions")
 
 
+def check_caches(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The ``manage.py check`` of every ``CACHES`` entry whose ``BACKEND`` is
+    ``tablesessions.django.TableCache`` (ids ``tablesessions.E006``-``E009``, see
+    docs/cache.md). Builds no client and makes no storage call; the cache backend is
+    imported only when an entry names it."""
+    caches: Any = getattr(settings, "CACHES", None)
+    if not isinstance(caches, Mapping) or not any(
+            isinstance(e, Mapping) and str(e.get("BACKEND", "")).startswith("tablesessions.")
+            for e in caches.values()):
+        return []
+    from .django_cache import cache_problems
+
+    return [checks.Error(message, obj=f"settings.CACHES[{alias!r}]", id=check_id)
+            for alias, check_id, message in cache_problems(caches)]
+
+
+checks.register(check_caches, checks.Tags.caches, "tablesessions")
+
+
 class TableSessionsConfig(AppConfig):
     """Optional: in ``INSTALLED_APPS`` it makes ``manage.py check`` (which does
-    not import ``SESSION_ENGINE``) run :func:`check_settings`."""
+    not import ``SESSION_ENGINE``) run :func:`check_settings` and :func:`check_caches`."""
 
     name = "tablesessions"
     label = "tablesessions"

@@ -26,9 +26,16 @@ Values are pickled, as Django's cache framework expects, and every pickle is
 authenticated: ``tablesessions.signed_pickle.PickleSigner`` under a key derived
 from ``SECRET_KEY`` (``SECRET_KEY_FALLBACKS`` verify only), or from
 ``OPTIONS["SIGNING_KEY"]``. A row whose tag does not verify is a miss, logged to
-``tablesessions.security`` without its data, and is never unpickled. An ``int``
-(not ``bool``, not a subclass) within 64 bits is stored as a native int, so
-``incr``/``decr`` are atomic and cost 2 storage calls.
+``tablesessions.security`` without its data, and is never unpickled.
+
+Encrypted at rest by default: unless ``OPTIONS["key_ring"]`` gives a ring (or
+None, to store in the clear), every value is sealed with AES-256-GCM under a
+``KeyRing.from_secrets`` of the same secret and its fallbacks (context
+``"django-cache"``: keys unrelated to the signing key and to the session
+engine's), and a plaintext row is refused (``accept_plaintext=False`` unless
+OPTIONS says otherwise). Ints are then sealed too; ``incr``/``decr`` stay
+atomic and cost 2 storage calls. Without encryption an ``int`` (not ``bool``,
+not a subclass) within 64 bits is stored as a native int.
 
 Keys are hashed into the table's keys, so any key works; Django's
 ``CacheKeyWarning`` for memcached-unsafe keys is kept, as Django's own database,
@@ -75,6 +82,7 @@ from .config import (  # noqa: E402
     ENV_TABLE_ENDPOINT,
     CacheConfig,
 )
+from .encryption import KeyRing  # noqa: E402
 from .exceptions import CacheError  # noqa: E402
 from .signed_pickle import PickleSigner, Unverified  # noqa: E402
 
@@ -82,6 +90,9 @@ __all__ = ["TableCache"]
 
 #: ``PickleSigner`` context: a Django cache key is never the key of anything else.
 SIGNING_CONTEXT = "django-cache"
+#: ``KeyRing.from_secrets`` context of the encryption at rest derived from the secret
+#: (another HKDF salt than the signer's: the two keys are unrelated).
+ENCRYPTION_CONTEXT = "django-cache"
 _INT64 = (-(2**63), 2**63 - 1)
 _MISSING = object()
 _EXPIRED = object()  # a timeout <= 0: Django stores nothing (and drops what was there)
@@ -102,6 +113,25 @@ _REFUSED = {
 
 
 # -- settings ------------------------------------------------------------------------
+class _Problem(ImproperlyConfigured):
+    """A settings error, with the ``manage.py check`` id that reports it
+    (``tablesessions.E006``...: the E00x series of ``settings.TABLESESSIONS``
+    continues here)."""
+
+    def __init__(self, check_id: str, message: str) -> None:
+        super().__init__(message)
+        self.check_id = f"tablesessions.{check_id}"
+
+
+#: The check ids of a ``CACHES`` entry (see docs/cache.md, "Settings errors").
+CHECK_IDS = {
+    "tablesessions.E006": "a setting has the wrong type or form",
+    "tablesessions.E007": "an unknown or unsupported OPTIONS key",
+    "tablesessions.E008": "no storage connection, or conflicting connection settings",
+    "tablesessions.E009": "a tablesessions.TableCache option has a bad value",
+}
+#: The BACKEND paths of this backend.
+BACKENDS = frozenset({"tablesessions.django.TableCache", "tablesessions.django_cache.TableCache"})
 @dataclass(frozen=True)
 class _Settings:
     """What one ``CACHES`` entry configures, validated."""
@@ -113,6 +143,12 @@ class _Settings:
     store_options: dict[str, Any]
     signing_key: str | bytes | None = None
     signing_fallbacks: tuple[str | bytes, ...] = field(default=())
+
+    @property
+    def derives_ring(self) -> bool:
+        """Whether values are encrypted under a ring derived from the secret (the
+        default): OPTIONS gave no ``key_ring`` (a ring, or None for plaintext)."""
+        return "key_ring" not in self.store_options
 
     def clients_key(self) -> Hashable:
         """Backends with the same storage settings share their clients."""
@@ -173,27 +209,27 @@ def parse_settings(location: str, params: Mapping[str, Any]) -> _Settings:
     """
     where = _where(location)
     if not isinstance(location, str):
-        raise ImproperlyConfigured(f"{where}: LOCATION must be a string, "
+        raise _Problem("E006", f"{where}: LOCATION must be a string, "
                                    f"not {type(location).__name__}")
     problem = _timeout_problem(params)
     if problem:
-        raise ImproperlyConfigured(f"{where}: {problem}")
+        raise _Problem("E006", f"{where}: {problem}")
     for name, kind in (("KEY_PREFIX", str), ("VERSION", int)):
         value = params.get(name)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            raise ImproperlyConfigured(f"{where}: {name} must be {kind.__name__}, "
+            raise _Problem("E006", f"{where}: {name} must be {kind.__name__}, "
                                        f"not {type(value).__name__}")
     key_func = params.get("KEY_FUNCTION")
     if key_func is not None and not (callable(key_func) or isinstance(key_func, str)):
-        raise ImproperlyConfigured(f"{where}: KEY_FUNCTION must be a callable or a dotted "
+        raise _Problem("E006", f"{where}: KEY_FUNCTION must be a callable or a dotted "
                                    f"path, not {type(key_func).__name__}")
     options = params.get("OPTIONS") or {}
     if not isinstance(options, Mapping):
-        raise ImproperlyConfigured(f"{where}: OPTIONS must be a dict, "
+        raise _Problem("E006", f"{where}: OPTIONS must be a dict, "
                                    f"not {type(options).__name__}")
     table, _, app = location.partition("/")
     if "/" in app:
-        raise ImproperlyConfigured(f"{where}: LOCATION is 'table' or 'table/app_name', "
+        raise _Problem("E006", f"{where}: LOCATION is 'table' or 'table/app_name', "
                                    f"with one '/' at most")
     table = table or "cache"
     store_names = _store_option_names()
@@ -202,68 +238,110 @@ def parse_settings(location: str, params: Mapping[str, Any]) -> _Settings:
     store: dict[str, Any] = {}
     for name, value in options.items():
         if not isinstance(name, str):
-            raise ImproperlyConfigured(f"{where}: OPTIONS keys must be strings, not {name!r}")
+            raise _Problem("E006", f"{where}: OPTIONS keys must be strings, not {name!r}")
         if name in _REFUSED:
-            raise ImproperlyConfigured(f"{where}: OPTIONS[{name!r}] is not supported: "
+            raise _Problem("E007", f"{where}: OPTIONS[{name!r}] is not supported: "
                                        f"{_REFUSED[name]}")
         if name not in known:
-            raise ImproperlyConfigured(f"{where}: OPTIONS has the unknown option {name!r}."
+            raise _Problem("E007", f"{where}: OPTIONS has the unknown option {name!r}."
                                        f"{_did_you_mean(name, known)} Known: "
                                        f"{', '.join(sorted(known))}")
         if name in _CONNECTION:
             if name not in ("credential", "async_credential") and not isinstance(value, str):
-                raise ImproperlyConfigured(f"{where}: OPTIONS[{name!r}] must be a string, "
+                raise _Problem("E006", f"{where}: OPTIONS[{name!r}] must be a string, "
                                            f"not {type(value).__name__}")
             connection[name] = value
         elif name in store_names:
             store[name] = value
     endpoints = [n for n in ("table_endpoint", "blob_endpoint") if n in connection]
     if "connection_string" in connection and (endpoints or "account_name" in connection):
-        raise ImproperlyConfigured(f"{where}: OPTIONS sets connection_string and "
+        raise _Problem("E008", f"{where}: OPTIONS sets connection_string and "
                                    "endpoints/account_name: choose one")
     if len(endpoints) == 1:
-        raise ImproperlyConfigured(f"{where}: OPTIONS sets only {endpoints[0]!r}: set both "
+        raise _Problem("E008", f"{where}: OPTIONS sets only {endpoints[0]!r}: set both "
                                    "table_endpoint and blob_endpoint")
     if not connection.keys() - {"credential", "async_credential"} and not (
             os.environ.get(ENV_CONNECTION_STRING) or (
                 os.environ.get(ENV_TABLE_ENDPOINT) and os.environ.get(ENV_BLOB_ENDPOINT))):
-        raise ImproperlyConfigured(
+        raise _Problem(
+            "E008",
             f"{where}: no storage connection is configured: set OPTIONS['connection_string'] "
             "(or table_endpoint and blob_endpoint, or account_name), or the "
             f"{ENV_CONNECTION_STRING} environment variable")
     app_option = options.get("app_name")
     if app and app_option is not None and app_option != app:
-        raise ImproperlyConfigured(f"{where}: the app name is set twice (LOCATION "
+        raise _Problem("E006", f"{where}: the app name is set twice (LOCATION "
                                    f"{location!r} and OPTIONS['app_name'] {app_option!r})")
     app_name = app or app_option
     for name in ("app_name", "container_name"):
         value = options.get(name)
         if value is not None and not isinstance(value, str):
-            raise ImproperlyConfigured(f"{where}: OPTIONS[{name!r}] must be a string, "
+            raise _Problem("E006", f"{where}: OPTIONS[{name!r}] must be a string, "
                                        f"not {type(value).__name__}")
     container = options.get("container_name") or f"{table.lower()}-overflow"
     signing_key = options.get("SIGNING_KEY")
     if signing_key is not None and (not isinstance(signing_key, (str, bytes)) or not signing_key):
-        raise ImproperlyConfigured(f"{where}: OPTIONS['SIGNING_KEY'] must be a non-empty "
+        raise _Problem("E006", f"{where}: OPTIONS['SIGNING_KEY'] must be a non-empty "
                                    "str or bytes")
     fallbacks = options.get("SIGNING_KEY_FALLBACKS") or ()
     if isinstance(fallbacks, (str, bytes)) or not all(
             isinstance(f, (str, bytes)) for f in fallbacks):
-        raise ImproperlyConfigured(f"{where}: OPTIONS['SIGNING_KEY_FALLBACKS'] must be a "
+        raise _Problem("E006", f"{where}: OPTIONS['SIGNING_KEY_FALLBACKS'] must be a "
                                    "list of str or bytes")
     if fallbacks and signing_key is None:
-        raise ImproperlyConfigured(f"{where}: OPTIONS['SIGNING_KEY_FALLBACKS'] needs "
+        raise _Problem("E006", f"{where}: OPTIONS['SIGNING_KEY_FALLBACKS'] needs "
                                    "OPTIONS['SIGNING_KEY'] (SECRET_KEY_FALLBACKS go with "
                                    "SECRET_KEY)")
     return _Settings(table, app_name, container, connection, store, signing_key,
                      tuple(fallbacks))
 
 
+def _validated(location: str, params: Mapping[str, Any]) -> _Settings:
+    """:func:`parse_settings`, then the ``TableCache`` option values (a dry
+    ``CacheConfig``: no clients, no I/O).
+
+    :raises _Problem: with its check id.
+    """
+    conf = parse_settings(location, params)
+    try:
+        CacheConfig(table_name=conf.table_name, container_name=conf.container_name,
+                    app_name=conf.app_name or "default", **conf.store_options)
+    except (TypeError, ValueError) as exc:
+        raise _Problem("E009", f"{_where(location)}: OPTIONS: {exc}") from exc
+    return conf
+
+
+def cache_problems(caches: object) -> list[tuple[str, str, str]]:
+    """``(alias, check id, message)`` for every ``CACHES`` entry whose ``BACKEND`` is
+    this backend and whose settings are wrong. No storage call, no client built:
+    what ``manage.py check`` reports (``tablesessions.django.check_caches``)."""
+    if not isinstance(caches, Mapping):
+        return []
+    out: list[tuple[str, str, str]] = []
+    for alias, entry in caches.items():
+        if not isinstance(entry, Mapping) or entry.get("BACKEND") not in BACKENDS:
+            continue
+        params = {k: v for k, v in entry.items() if k not in ("BACKEND", "LOCATION")}
+        try:
+            _validated(entry.get("LOCATION", ""), params)
+        except _Problem as exc:
+            out.append((str(alias), exc.check_id, str(exc)))
+    return out
+
+
 # -- clients, shared by every backend instance of one configuration --------------------
-def _build(cls: Any, conf: _Settings, *, is_async: bool) -> Any:
-    """A ``TableCache`` of ``cls`` (sync or aio) for ``conf``. No I/O."""
+#: A secret and its fallbacks: what keys the signer and the derived ring.
+_Secrets = tuple[str | bytes, tuple[str | bytes, ...]]
+
+
+def _build(cls: Any, conf: _Settings, ring: KeyRing | None, *, is_async: bool) -> Any:
+    """A ``TableCache`` of ``cls`` (sync or aio) for ``conf``; ``ring``: the one
+    derived from the secret, when ``conf`` encrypts by default. No I/O."""
     kwargs: dict[str, Any] = {"table_name": conf.table_name,
                               "container_name": conf.container_name, **conf.store_options}
+    if ring is not None:
+        kwargs["key_ring"] = ring
+        kwargs.setdefault("accept_plaintext", False)
     if conf.app_name is not None:
         kwargs["app_name"] = conf.app_name
     conn = conf.connection
@@ -287,8 +365,10 @@ class _Clients:
     configuration (the aio face keeps one per event loop, as its own clients do).
     """
 
-    def __init__(self, conf: _Settings) -> None:
+    def __init__(self, conf: _Settings, secrets: _Secrets | None) -> None:
         self.conf = conf
+        self.ring = None if secrets is None else KeyRing.from_secrets(
+            secrets[0], secrets[1], context=ENCRYPTION_CONTEXT)
         self._lock = threading.Lock()
         self._sync: tablesessions.TableCache | None = None
         self._aio: tablesessions.aio.TableCache | None = None
@@ -296,13 +376,15 @@ class _Clients:
     def sync(self) -> tablesessions.TableCache:
         with self._lock:
             if self._sync is None:
-                self._sync = _build(tablesessions.TableCache, self.conf, is_async=False)
+                self._sync = _build(tablesessions.TableCache, self.conf, self.ring,
+                                    is_async=False)
             return self._sync
 
     def aio(self) -> tablesessions.aio.TableCache:
         with self._lock:
             if self._aio is None:
-                self._aio = _build(tablesessions.aio.TableCache, self.conf, is_async=True)
+                self._aio = _build(tablesessions.aio.TableCache, self.conf, self.ring,
+                                   is_async=True)
             return self._aio
 
     def release(self) -> tuple[Any, Any]:
@@ -315,12 +397,14 @@ _clients_lock = threading.Lock()
 _clients: dict[Hashable, _Clients] = {}
 
 
-def _clients_for(conf: _Settings) -> _Clients:
-    key = conf.clients_key()
+def _clients_for(conf: _Settings, secrets: _Secrets | None) -> _Clients:
+    """The clients of ``conf``, encrypting under the ring of ``secrets`` (None:
+    ``conf``'s own ``key_ring`` option decides)."""
+    key = (conf.clients_key(), secrets)
     with _clients_lock:
         found = _clients.get(key)
         if found is None:
-            found = _clients[key] = _Clients(conf)
+            found = _clients[key] = _Clients(conf, secrets)
         return found
 
 
@@ -356,17 +440,51 @@ class TableCache(BaseCache):
     ``tablesessions.aio.TableCache`` (the ``a*`` methods). See the module docstring."""
 
     def __init__(self, location: str, params: dict[str, Any]) -> None:
-        self._settings = parse_settings(location, params)
+        """Validate the settings (no I/O). A bad one does not raise here, so that
+        ``manage.py check`` (whose own cache checks build every cache) reports it with
+        its id (:func:`cache_problems`); every operation then raises it as
+        ``ImproperlyConfigured``."""
+        self._location = location
+        self._bound: tuple[_Secrets | None, _Clients] | None = None
+        self._fixed_signer: PickleSigner | None = None
+        try:
+            self._settings = _validated(location, params)
+        except _Problem as exc:
+            self._problem: _Problem | None = exc
+            super().__init__({})  # Django's defaults: the backend only raises from here on
+            return
+        self._problem = None
         super().__init__(params)
-        self._clients = _clients_for(self._settings)
-        self._fixed_signer = (
-            None if self._settings.signing_key is None else
-            PickleSigner(self._settings.signing_key, self._settings.signing_fallbacks,
-                         context=SIGNING_CONTEXT))
-        try:  # unknown store options and bad values fail now, not on first use
-            self._clients.sync()
-        except (TypeError, ValueError) as exc:
-            raise ImproperlyConfigured(f"{_where(location)}: OPTIONS: {exc}") from exc
+        if self._settings.signing_key is not None:
+            self._fixed_signer = PickleSigner(self._settings.signing_key,
+                                              self._settings.signing_fallbacks,
+                                              context=SIGNING_CONTEXT)
+
+    @property
+    def _clients(self) -> _Clients:
+        """The clients for the secret in force now: a changed ``SECRET_KEY`` (or
+        its fallbacks) re-derives the ring, as it re-derives the signer.
+
+        :raises ImproperlyConfigured: for a bad setting (see ``__init__``).
+        """
+        if self._problem is not None:
+            raise self._problem
+        secrets = self._secrets() if self._settings.derives_ring else None
+        bound = self._bound
+        if bound is None or bound[0] != secrets:
+            bound = self._bound = (secrets, _clients_for(self._settings, secrets))
+        return bound[1]
+
+    def _secrets(self) -> _Secrets:
+        conf = self._settings
+        if conf.signing_key is not None:
+            return conf.signing_key, conf.signing_fallbacks
+        secret = settings.SECRET_KEY
+        if not secret:
+            raise ImproperlyConfigured(
+                f"{_where(self._location)}: SECRET_KEY is empty: it keys the "
+                "signing and the encryption of cached values (or set OPTIONS['SIGNING_KEY'])")
+        return secret, tuple(getattr(settings, "SECRET_KEY_FALLBACKS", ()) or ())
 
     # -- the pure part, shared by both faces --------------------------------------
     def validate_key(self, key: Any) -> None:
@@ -388,8 +506,7 @@ class TableCache(BaseCache):
     def _signer(self) -> PickleSigner:
         if self._fixed_signer is not None:
             return self._fixed_signer
-        fallbacks = tuple(getattr(settings, "SECRET_KEY_FALLBACKS", ()) or ())
-        return _signer_for(settings.SECRET_KEY, fallbacks)
+        return _signer_for(*self._secrets())
 
     def _encode(self, value: Any) -> Any:
         """An int as itself (so incr is native); anything else as a signed pickle."""
@@ -529,6 +646,8 @@ class TableCache(BaseCache):
     def disconnect(self) -> None:
         """Close the clients of this configuration (shared by every backend
         instance built with it); the next operation builds new ones."""
+        if self._problem is not None:
+            return
         sync, _ = self._clients.release()
         if sync is not None:
             sync.close()
@@ -640,6 +759,8 @@ class TableCache(BaseCache):
 
     async def adisconnect(self) -> None:
         """Close the clients of this configuration (sync and this loop's async ones)."""
+        if self._problem is not None:
+            return
         sync, aio = self._clients.release()
         if aio is not None:
             await aio.close()

@@ -278,6 +278,30 @@ class StorageStats:
 
 
 @dataclass(slots=True)
+class CacheStats:
+    """What ``TableCache.storage_stats()`` and ``tablesessions cache stats`` report for
+    one namespace (``app_name``). ``bytes``: stored payload bytes (after compression
+    and encryption; a native int counts 0); ``no_expiry``: entries written with
+    ``ttl=None``; ``native_ints``: ints in their own column (a cache without a key ring).
+    """
+
+    entries: int = 0
+    expired: int = 0
+    no_expiry: int = 0
+    bytes: int = 0
+    overflowed: int = 0
+    native_ints: int = 0
+
+    def add(self, other: CacheStats) -> None:
+        """Add ``other``'s counts to these."""
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def to_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(slots=True)
 class SweepReport:
     """What one sweep run did.
 

@@ -40,7 +40,12 @@ from .._record.rules import (
     RecordRules,
 )
 from ..config import CacheConfig, timeout_setting
-from ..exceptions import CacheValueTooLargeError, InvalidCacheKeyError, SessionDecodeError
+from ..exceptions import (
+    CacheValueTooLargeError,
+    InvalidCacheKeyError,
+    SessionDecodeError,
+    SessionTamperedError,
+)
 from ..models import BlobPointer
 
 #: The longest key accepted, in characters (``len(key)``). Keys are hashed, so
@@ -239,10 +244,13 @@ class CacheRules(RecordRules):
         """The expiry columns of a stored row, to carry over a rewrite (``incr``)."""
         return {c: entity[c] for c in EXPIRY_COLUMNS if entity.get(c) is not None}
 
-    @staticmethod
-    def native_int(entity: Mapping[str, Any]) -> int | None:
-        """The ``IntValue`` of a row, or None when its value is a payload."""
-        return _int_column(entity)
+    def native_int(self, entity: Mapping[str, Any]) -> int | None:
+        """The ``IntValue`` of a row, or None when its value is a payload (or when
+        this cache requires encryption: :meth:`value_of` then refuses the row)."""
+        return None if self._refuses_plaintext() else _int_column(entity)
+
+    def _refuses_plaintext(self) -> bool:
+        return self.config.key_ring is not None and not self.config.accept_plaintext
 
     def value_of(self, entity: Mapping[str, Any], stored: bytes | None) -> Any:
         """Decode a row's value; ``stored`` is its payload (inline or the blob's).
@@ -252,6 +260,10 @@ class CacheRules(RecordRules):
         """
         native = _int_column(entity)
         if native is not None:
+            if self._refuses_plaintext():
+                # A clear counter where every value is sealed: planted, or written
+                # before encryption was turned on. Refused like a plaintext payload.
+                raise SessionTamperedError("plaintext int where encryption is required")
             return native
         if stored is None:
             stored = self.inline_bytes(entity)

@@ -18,7 +18,7 @@ from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
 from ..config import RecordConfig
 from ..retry import Deadline, RetryPolicy
-from .calls import BlobSink, call_for
+from .calls import BlobSink, call_for, read_blob_result
 from .clients import async_transport, blob_kwargs, sdk_kwargs
 from .driver import adrive
 from .effects import (
@@ -206,7 +206,7 @@ class AsyncFace(RecordFace):
         sink = BlobSink()
         downloader = await self._container.download_blob(e.name, **t)
         await downloader.readinto(sink)
-        return sink.result()
+        return read_blob_result(e, downloader, sink)
 
     async def _list_blobs(self, e: ListBlobs, **t: Any) -> tuple[list[BlobInfo], str | None]:
         pages = self._container.list_blobs(name_starts_with=e.prefix, results_per_page=5000,

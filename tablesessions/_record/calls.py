@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from .effects import (
@@ -23,6 +23,7 @@ from .effects import (
     Effect,
     InsertEntity,
     PutBlob,
+    ReadBlob,
     ReadEntity,
     Row,
     Transaction,
@@ -71,6 +72,38 @@ class BlobSink:
         if len(parts) == 1 and type(parts[0]) is bytes:
             return parts[0]
         return b"".join(parts)
+
+
+def read_blob_result(e: ReadBlob, downloader: Any, sink: BlobSink) -> bytes:
+    """The downloaded bytes of ``e``, once its ETag condition holds.
+
+    Compared here rather than sent as If-Match: Azurite answers a conditional
+    read of a deleted blob with 412, which would hide the 404 that tells a
+    reader a concurrent save replaced the blob (re-read the row).
+
+    :raises ResourceModifiedError: when ``e.etag`` is set and the blob read is
+        not the one it names (written since).
+    """
+    if e.etag is not None and downloader.properties.etag != e.etag:
+        raise ResourceModifiedError("the blob's ETag is not the one its pointer names")
+    return sink.result()
+
+
+def _put_blob(e: PutBlob) -> Call:
+    # ``ContainerClient.upload_blob`` returns a BlobClient, not the response: the
+    # new blob's ETag (what an overflow pointer binds the blob by, docs/overflow.md
+    # "Integrity") comes from the response itself. One hook per attempt; a block
+    # upload (over 64 MiB) answers its commit last, and that carries the ETag.
+    seen: list[str] = []
+
+    def hook(response: Any) -> None:
+        etag = response.http_response.headers.get("ETag")
+        if etag:
+            seen.append(str(etag))
+
+    return Call("container", "upload_blob", (e.name, e.data),
+                {"overwrite": False, "raw_response_hook": hook},
+                lambda _: seen[-1] if seen else None)
 
 
 def _condition(etag: str | None) -> MatchConditions:
@@ -150,7 +183,7 @@ def call_for(e: Effect) -> Call | None:
                for pk, rk, etag in e.deletes]
         return Call("table", "submit_transaction", (ops,), {}, _none)
     if isinstance(e, PutBlob):
-        return Call("container", "upload_blob", (e.name, e.data), {"overwrite": False}, _none)
+        return _put_blob(e)
     if isinstance(e, DeleteBlob):
         return Call("container", "delete_blob", (e.name,), {}, _none,
                     ok_if="ResourceNotFoundError")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +45,52 @@ def blob_kwargs(config: RecordConfig) -> dict[str, Any]:
             "connection_data_block_size": BLOB_READ_BLOCK, **sdk_kwargs(config)}
 
 
+def sync_transport(config: RecordConfig) -> dict[str, Any]:
+    """``transport=`` for one sync SDK client (one each: closing a client closes
+    it), unless the caller brought their own through ``client_options``.
+
+    The requests session runs with ``trust_env`` off: with it on, requests scans
+    the whole environment for proxy settings and looks for a ~/.netrc on every
+    request (~170 us of client CPU per call here, docs/performance.md). What the
+    environment says is read once instead: the proxy for each endpoint (the
+    clients' endpoints are fixed) and a CA bundle (``REQUESTS_CA_BUNDLE`` or
+    ``CURL_CA_BUNDLE``); netrc credentials are dropped, as the SDK signs every
+    request itself.
+    """
+    options = config.client_options
+    if "transport" in options:
+        return {}
+    from azure.core.pipeline.transport import RequestsTransport
+
+    class EnvOnceRequestsTransport(RequestsTransport):  # type: ignore[misc]
+        def send(self, request: Any, *, proxies: Any = None, **kwargs: Any) -> Any:
+            if proxies is None:
+                proxies = _requests_env_proxies(request.url)
+            return super().send(request, proxies=proxies, **kwargs)
+
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    return {"transport": EnvOnceRequestsTransport(
+        connection_timeout=config.connection_timeout, read_timeout=config.read_timeout,
+        connection_data_block_size=BLOB_READ_BLOCK, use_env_settings=False,
+        connection_verify=options.get("connection_verify", bundle or True),
+        connection_cert=options.get("connection_cert"))}
+
+
+def _requests_env_proxies(url: str) -> dict[str, str] | None:
+    scheme, _, rest = url.partition("://")
+    return _requests_endpoint_proxies(scheme, rest.split("/", 1)[0])
+
+
+@functools.lru_cache(maxsize=64)
+def _requests_endpoint_proxies(scheme: str, netloc: str) -> dict[str, str] | None:
+    """The proxies the environment names for an endpoint, as requests' ``trust_env``
+    would pick them (``NO_PROXY`` honoured), read once per scheme and host."""
+    from requests.utils import get_environ_proxies
+
+    found = get_environ_proxies(f"{scheme}://{netloc}/")
+    return {k: v for k, v in found.items() if k != "no"} or None  # "no": NO_PROXY itself
+
+
 def async_transport(config: RecordConfig) -> dict[str, Any]:
     """``transport=`` for one async SDK client (one each: closing a client closes it),
     unless the caller brought their own through ``client_options``."""
@@ -51,6 +99,20 @@ def async_transport(config: RecordConfig) -> dict[str, Any]:
     from azure.core.pipeline.transport import AioHttpTransport
 
     class NoResendAioHttpTransport(AioHttpTransport):  # type: ignore[misc]
+        async def send(self, request: Any, **config: Any) -> Any:
+            # The session runs with trust_env off: with it on, aiohttp makes two
+            # thread-pool hops per request (a ~/.netrc lookup and the proxy
+            # variables), and each hands the GIL to a worker thread while the
+            # event loop waits for it back. The proxy variables are read here
+            # instead, once per endpoint (the clients' endpoints are fixed); the
+            # netrc lookup is dropped: the SDK signs every request itself, and
+            # aiohttp refuses netrc credentials next to an Authorization header.
+            if not config.get("proxies") and "proxy" not in config:
+                proxy = _env_proxy(request.url)
+                if proxy is not None:
+                    config["proxy"], config["proxy_auth"] = proxy
+            return await super().send(request, **config)
+
         async def open(self) -> None:
             await super().open()
             # aiohttp re-sends an idempotent request once when a kept-alive
@@ -62,7 +124,25 @@ def async_transport(config: RecordConfig) -> dict[str, Any]:
 
     return {"transport": NoResendAioHttpTransport(
         connection_timeout=config.connection_timeout, read_timeout=config.read_timeout,
-        connection_data_block_size=BLOB_READ_BLOCK)}
+        connection_data_block_size=BLOB_READ_BLOCK, use_env_settings=False)}
+
+
+@functools.lru_cache(maxsize=64)
+def _endpoint_proxy(scheme: str, netloc: str) -> tuple[Any, Any] | None:
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        return get_env_proxy_for_url(URL(f"{scheme}://{netloc}/"))  # (proxy URL, its auth)
+    except LookupError:  # no proxy for it, or NO_PROXY names it
+        return None
+
+
+def _env_proxy(url: str) -> tuple[Any, Any] | None:
+    """The proxy the environment names for ``url`` (as aiohttp's ``trust_env``
+    would pick it), read once per scheme and host."""
+    scheme, _, rest = url.partition("://")
+    return _endpoint_proxy(scheme, rest.split("/", 1)[0])
 
 
 def parse_connection_string(conn_str: str) -> Mapping[str, str]:

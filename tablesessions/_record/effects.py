@@ -110,8 +110,9 @@ class Transaction:
 
 @dataclass(frozen=True, slots=True)
 class PutBlob:
-    """Upload a new immutable blob with If-None-Match ``*``. Result: None.
-    Raises ``ResourceExistsError`` when the name exists."""
+    """Upload a new immutable blob with If-None-Match ``*``. Result: the new
+    blob's ETag (``str``), or None if the service sent none. Raises
+    ``ResourceExistsError`` when the name exists."""
 
     name: str
     data: bytes
@@ -120,10 +121,13 @@ class PutBlob:
 @dataclass(frozen=True, slots=True)
 class ReadBlob:
     """Download a blob of (about) ``expected_size`` bytes. Result: a bytes-like
-    buffer. Raises ``ResourceNotFoundError``."""
+    buffer. Raises ``ResourceNotFoundError``; with ``etag``, raises
+    ``ResourceModifiedError`` when the blob read is not the one that ETag names
+    (written since)."""
 
     name: str
     expected_size: int = 0
+    etag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,9 @@ _SEALED = "+aesgcm:"
 #: 16 bytes) stands for it; rows written before it carry a SHA-256 hex digest.
 _GCM_DIGEST = "gcm:"
 GCM_TAG_BYTES = 16
+#: A ``BlobDigest`` of "etag:<ETag>": the plaintext blob's ETag as the upload
+#: returned it; the read checks the blob's ETag against it, so no pass over the bytes.
+_ETAG_DIGEST = "etag:"
 
 
 #: Our own generator (user code may seed the global one), reseeded from the OS in
@@ -128,15 +131,39 @@ class RecordRules:
     def overflows(self, stored: bytes) -> bool:
         return len(stored) > self.config.inline_budget
 
-    def new_pointer(self, row_key: str, stored: bytes) -> BlobPointer:
+    def new_blob_name(self, row_key: str) -> str:
         # An unguessable, never-reused name: blobs are immutable, so a reader can
         # never see a half-replaced payload, and a 409 on a retried upload can
         # only be our own earlier attempt.
-        name = f"{self.blob_prefix(row_key)}{secrets.token_urlsafe(18)}"
+        return f"{self.blob_prefix(row_key)}{secrets.token_urlsafe(18)}"
+
+    def new_pointer(self, row_key: str, stored: bytes) -> BlobPointer:
+        """A pointer bound to the bytes (a ``gcm:`` tag or SHA-256), for a writer
+        that does not keep the upload's ETag; see :meth:`uploaded_pointer`."""
+        return BlobPointer(self.new_blob_name(row_key), len(stored), self._blob_digest(stored))
+
+    def uploaded_pointer(self, name: str, stored: bytes, etag: str | None) -> BlobPointer:
+        """The pointer to blob ``name`` just uploaded with ``stored``, whose upload
+        answered ``etag`` (None: unknown, e.g. a retried upload that found its own
+        first attempt).
+
+        Encrypted: the AES-GCM tag. Plaintext: the ETag when known (the service
+        assigns a new one on any write to the blob, so a read that finds it proves
+        the blob is still this upload's), else SHA-256 of the bytes.
+        """
+        if self.config.key_ring is None and etag:
+            return BlobPointer(name, len(stored), f"{_ETAG_DIGEST}{etag}")
         return BlobPointer(name, len(stored), self._blob_digest(stored))
 
+    @staticmethod
+    def blob_etag(pointer: BlobPointer) -> str | None:
+        """The ETag a read of this pointer's blob must match (If-Match), if it names one."""
+        if pointer.digest.startswith(_ETAG_DIGEST):
+            return pointer.digest[len(_ETAG_DIGEST):]
+        return None
+
     def _blob_digest(self, stored: bytes) -> str:
-        """What binds the blob to this write (docs/overflow.md, "Integrity").
+        """What binds the blob to this write's bytes (docs/overflow.md, "Integrity").
 
         Encrypted (``pack`` and ``reseal`` seal whenever there is a key ring): the
         AES-GCM tag, the ciphertext's last 16 bytes, already computed by the
@@ -193,22 +220,32 @@ class RecordRules:
             raise SessionDecodeError("inline payload size does not match its Size column")
         return data
 
-    def verify_blob(self, pointer: BlobPointer, data: bytes, entity: Mapping[str, Any]) -> None:
+    def verify_blob(self, pointer: BlobPointer, data: bytes, entity: Mapping[str, Any],
+                    *, matched: bool = False) -> None:
         """Check the blob is the one this row's write uploaded, before decoding it.
 
-        A ``gcm:`` digest is the ciphertext's tag: equal tags plus the decryption
-        that follows (which authenticates every byte under the key and the row's
-        associated data) prove the blob is this write's, so it costs no pass
-        over the bytes. Only a sealed row may carry one. Otherwise SHA-256.
+        An ``etag:`` digest is the upload's ETag: ``matched`` says the read
+        checked the blob's ETag against it (``_record.blobs.read``); any write to
+        the blob since gives it a new one, so it costs no pass over the bytes.
+        A ``gcm:`` digest is the ciphertext's tag: equal tags plus the
+        decryption that follows (which authenticates every byte under the key and
+        the row's associated data) prove the blob is this write's, again with no
+        pass over the bytes. Only a sealed row may carry one. Otherwise SHA-256
+        (plaintext rows written before ETag pointers, or whose upload's answer
+        was lost).
 
         :raises SessionDecodeError: when the blob is not the one the pointer names.
         """
         if len(data) == pointer.size:
-            if pointer.digest.startswith(_GCM_DIGEST):
-                tag = pointer.digest[len(_GCM_DIGEST):]
+            digest = pointer.digest
+            if digest.startswith(_ETAG_DIGEST):
+                if matched:
+                    return
+            elif digest.startswith(_GCM_DIGEST):
+                tag = digest[len(_GCM_DIGEST):]
                 if self.key_id_of(entity) is not None and data[-GCM_TAG_BYTES:].hex() == tag:
                     return
-            elif hashlib.sha256(data).hexdigest() == pointer.digest:
+            elif hashlib.sha256(data).hexdigest() == digest:
                 return
         raise SessionDecodeError("overflow blob does not match its pointer's size and digest")
 

@@ -18,8 +18,8 @@ from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from ..config import RecordConfig
 from ..retry import Deadline, RetryPolicy
-from .calls import BlobSink, call_for
-from .clients import blob_kwargs, sdk_kwargs
+from .calls import BlobSink, call_for, read_blob_result
+from .clients import blob_kwargs, sdk_kwargs, sync_transport
 from .driver import drive
 from .effects import (
     BlobInfo,
@@ -55,18 +55,20 @@ def endpoint_clients(config: RecordConfig, table_endpoint: str, blob_endpoint: s
 
         credential = owned = DefaultAzureCredential()
     table = TableClient(endpoint=table_endpoint, table_name=config.table_name,
-                        credential=credential, **sdk_kwargs(config))
+                        credential=credential, **sdk_kwargs(config), **sync_transport(config))
     container = ContainerClient(account_url=blob_endpoint, container_name=config.container_name,
-                                credential=credential, **blob_kwargs(config))
+                                credential=credential, **blob_kwargs(config),
+                                **sync_transport(config))
     return table, container, owned
 
 
 def connection_string_clients(config: RecordConfig, conn_str: str
                               ) -> tuple[TableClient, ContainerClient]:
     table = TableClient.from_connection_string(conn_str, table_name=config.table_name,
-                                               **sdk_kwargs(config))
+                                               **sdk_kwargs(config), **sync_transport(config))
     container = ContainerClient.from_connection_string(
-        conn_str, container_name=config.container_name, **blob_kwargs(config))
+        conn_str, container_name=config.container_name, **blob_kwargs(config),
+        **sync_transport(config))
     return table, container
 
 
@@ -177,8 +179,9 @@ class SyncFace(RecordFace):
     def _read_blob(self, e: ReadBlob, **t: Any) -> bytes:
         # One GET (see _clients.blob_kwargs), kept without a copy.
         sink = BlobSink()
-        self._container.download_blob(e.name, **t).readinto(cast("IO[bytes]", sink))
-        return sink.result()
+        downloader = self._container.download_blob(e.name, **t)
+        downloader.readinto(cast("IO[bytes]", sink))
+        return read_blob_result(e, downloader, sink)
 
     def _list_blobs(self, e: ListBlobs, **t: Any) -> tuple[list[BlobInfo], str | None]:
         pages = self._container.list_blobs(name_starts_with=e.prefix, results_per_page=5000,

@@ -19,14 +19,13 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
+from .._record import blobs
 from .._record.contention import Rounds
 from .._record.effects import (
     CreateStorage,
     DeleteBlob,
     InsertEntity,
     Op,
-    PutBlob,
-    ReadBlob,
     ReadEntity,
     Row,
     UpdateEntity,
@@ -104,11 +103,9 @@ def _load_entries(rules: Rules, row: Row) -> Op[dict[str, EncodedKey] | None]:
     pointer = rules.pointer_of(row.entity)
     if pointer is None:
         return rules.entries_of(row.entity, rules.inline_bytes(row.entity))
-    try:
-        data = yield ReadBlob(pointer.name, pointer.size)
-    except ResourceNotFoundError:
+    data = yield from blobs.read(rules, pointer, row.entity)
+    if data is None:
         return None
-    rules.verify_blob(pointer, data, row.entity)
     return rules.entries_of(row.entity, data)
 
 
@@ -218,11 +215,7 @@ def _insert(rules: Rules, session: Session) -> Op[None]:
 def _upload_if_overflowing(rules: Rules, row_key: str, stored: bytes) -> Op[BlobPointer | None]:
     if not rules.overflows(stored):
         return None
-    pointer = rules.new_pointer(row_key, stored)
-    # A 409 can only be our own earlier attempt: the name is unguessable, never reused.
-    with contextlib.suppress(ResourceExistsError):
-        yield PutBlob(pointer.name, stored)
-    return pointer
+    return (yield from blobs.upload(rules, row_key, stored))
 
 
 def _delete_blob_quietly(name: str) -> Op[None]:

@@ -14,7 +14,8 @@ from typing import Any
 
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-from .._record.effects import Op, Parallel, QueryPage, ReadBlob, ReadEntity, Row, UpdateEntity
+from .._record import blobs
+from .._record.effects import Op, Parallel, QueryPage, ReadEntity, Row, UpdateEntity
 from .._record.keys import PARTITION_SUFFIXES
 from .._record.limits import MAX_QUERY_PAGE
 from .._record.rules import (
@@ -111,11 +112,10 @@ def _reseal_row(rules: Rules, pk: str, rk: str) -> Op[bool]:
     if old_pointer is None:
         stored = rules.inline_bytes(row.entity)
     else:
-        try:
-            stored = yield ReadBlob(old_pointer.name, old_pointer.size)
-        except ResourceNotFoundError:
+        data = yield from blobs.read(rules, old_pointer, row.entity)
+        if data is None:
             return False  # replaced by a concurrent save: under the primary key already
-        rules.verify_blob(old_pointer, stored, row.entity)
+        stored = data
     sealed, codec = rules.reseal(row.entity, stored)
     pointer = yield from _upload_if_overflowing(rules, rk, sealed)
     entity = {k: v for k, v in row.entity.items()

@@ -109,5 +109,14 @@ def test_command_line_help_names_the_options(capsys: pytest.CaptureFixture[str])
         main(["--help"])
     assert exit_info.value.code == 0
     usage = capsys.readouterr().out
-    for option in ("--quick", "--out", "--sweeper-sessions", "--skip-sweeper", "--skip-latency"):
+    for option in ("--quick", "--out", "--sweeper-sessions", "--skip-sweeper", "--skip-latency",
+                   "--only"):
         assert option in usage
+
+
+def test_only_runs_the_named_families() -> None:
+    results = run(Options(quick=True, out=None, only=("overflow",)))
+    assert [c["scenario"] for c in results["comparisons"]] == [
+        s for s in SCENARIOS if s.startswith("overflow")]
+    assert results["async"] is None and results["calls"] == [] and results["latency"] == []
+    assert results["meta"]["command"] == "python -m benchmarks.run --quick --only overflow"

@@ -289,6 +289,12 @@ def test_function_app_settings(template: Json) -> None:
     assert settings["TABLESESSIONS_CONTAINER_NAME"] == "containerName"
     assert settings["TABLESESSIONS_APP_NAME"] == "appName"
     assert settings["SWEEP_SCHEDULE"] == "sweepSchedule"
+    # The cache the Function also sweeps: off (an empty table name) unless a deployment names it.
+    assert settings["TABLESESSIONS_CACHE_TABLE_NAME"] == "cacheTableName"
+    assert settings["TABLESESSIONS_CACHE_CONTAINER_NAME"] == "cacheContainerName"
+    assert settings["TABLESESSIONS_CACHE_APP_NAME"] == "cacheAppName"
+    assert _param_default(template, "cacheTableName") == ""
+    assert _param_default(template, "cacheContainerName") == "cache-overflow"
     assert _param_default(template, "appName") == "default"
     assert _param_default(template, "sweepSchedule") == "0 */5 * * * *"
 

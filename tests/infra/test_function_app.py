@@ -143,6 +143,9 @@ def sweeper_env(
         "TABLESESSIONS_BLOB_ENDPOINT",
         "TABLESESSIONS_IDLE_TIMEOUT_SECONDS",
         "TABLESESSIONS_ABSOLUTE_TIMEOUT_SECONDS",
+        "TABLESESSIONS_CACHE_TABLE_NAME",
+        "TABLESESSIONS_CACHE_CONTAINER_NAME",
+        "TABLESESSIONS_CACHE_APP_NAME",
     ):
         monkeypatch.delenv(name, raising=False)
     env = {
@@ -288,3 +291,152 @@ def test_run_sweep_with_explicit_environ_and_past_due_timer(
         for r in caplog.records
     ), caplog.text
     assert len(_sweep_reports(caplog)) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# The cache, swept by the same run when TABLESESSIONS_CACHE_TABLE_NAME is set
+# --------------------------------------------------------------------------------------------
+
+CACHE_APP = "sweepercache"
+
+
+@pytest.fixture
+def cache_env(sweeper_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The sweeper's settings plus a cache on its own table and container."""
+    from tablesessions.testing import unique_name
+
+    env = {
+        **sweeper_env,
+        "TABLESESSIONS_CACHE_TABLE_NAME": unique_name("cache"),
+        "TABLESESSIONS_CACHE_CONTAINER_NAME": unique_name("cache"),
+        "TABLESESSIONS_CACHE_APP_NAME": CACHE_APP,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def _cache_with_clock(env: dict[str, str],
+                      clock: Callable[[], dt.datetime]) -> tablesessions.TableCache:
+    return tablesessions.TableCache.from_connection_string(
+        env["TABLESESSIONS_CONNECTION_STRING"],
+        table_name=env["TABLESESSIONS_CACHE_TABLE_NAME"],
+        container_name=env["TABLESESSIONS_CACHE_CONTAINER_NAME"],
+        app_name=CACHE_APP,
+        clock=clock,
+    )
+
+
+def _an_hour_ago() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+
+
+def _seed_cache(env: dict[str, str]) -> tuple[set[Key], set[str]]:
+    """Three expired entries (one overflowed to a blob) and two live ones; return the
+    expired rows' keys and the expired blob's name."""
+    conn, table = env["TABLESESSIONS_CONNECTION_STRING"], env["TABLESESSIONS_CACHE_TABLE_NAME"]
+    with _cache_with_clock(env, _an_hour_ago) as old:
+        old.create_storage()
+        old.set("big", secrets.token_bytes(1_000_000), ttl=60)
+        old.set("a", "x", ttl=60)
+        old.set("b", 1, ttl=60)
+    expired = _entity_keys(conn, table)
+    blobs = _blob_names(conn, env["TABLESESSIONS_CACHE_CONTAINER_NAME"])
+    assert len(expired) == 3 and blobs
+    with _cache_with_clock(env, lambda: dt.datetime.now(dt.timezone.utc)) as now:
+        now.set("live", "y", ttl=3600)
+        now.set("forever", "z", ttl=None)
+    return expired, blobs
+
+
+def _seed_sessions(env: dict[str, str], *, create: bool = True) -> None:
+    with _store_with_clock(env, _an_hour_ago) as old:
+        if create:
+            old.create_storage()
+        for i in range(2):
+            session = old.new()
+            session["user"] = f"expired-{i}"
+            old.save(session)
+
+
+def test_timer_function_sweeps_sessions_and_the_cache(
+    function_app: ModuleType, cache_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = cache_env["TABLESESSIONS_CONNECTION_STRING"]
+    _seed_sessions(cache_env)
+    expired, blobs = _seed_cache(cache_env)
+
+    caplog.set_level(logging.INFO, logger=SWEEPER_LOGGER)
+    function_app.sweep_expired_sessions(TimerRequest(past_due=False))
+
+    assert not _entity_keys(conn, cache_env["TABLESESSIONS_TABLE_NAME"])  # sessions swept
+    remaining = _entity_keys(conn, cache_env["TABLESESSIONS_CACHE_TABLE_NAME"])
+    assert not (remaining & expired) and len(remaining) == 2  # live and never-expiring kept
+    assert not (_blob_names(conn, cache_env["TABLESESSIONS_CACHE_CONTAINER_NAME"]) & blobs)
+    reports = {r["kind"]: r for r in _sweep_reports(caplog)}
+    assert set(reports) == {"sessions", "cache"}, caplog.text
+    assert reports["sessions"]["deleted"] == 2 and reports["cache"]["deleted"] == 3
+    assert all(r["errors"] == 0 and r["complete"] is True for r in reports.values())
+
+
+def test_run_sweep_returns_the_cache_report_and_splits_the_budget(
+    function_app: ModuleType, cache_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _seed_sessions(cache_env)
+    _seed_cache(cache_env)
+    budgets: dict[str, dt.timedelta] = {}
+    for kind, cls in (("sessions", tablesessions.SessionStore),
+                      ("cache", tablesessions.TableCache)):
+        real = cls.sweep
+
+        def spy(self: Any, *args: Any, _kind: str = kind, _real: Any = real,
+                **kwargs: Any) -> Any:
+            budgets[_kind] = kwargs["time_budget"]
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "sweep", spy)
+    result = function_app.run_sweep(dict(cache_env))
+    assert result["deleted"] == 2
+    cache_report = result["cache"]
+    assert isinstance(cache_report, dict) and cache_report["deleted"] == 3
+    json.dumps(result)
+    total = dt.timedelta(seconds=int(cache_env["TABLESESSIONS_SWEEP_TIME_BUDGET_SECONDS"]))
+    assert budgets["sessions"] == total / 2                     # at most half for sessions
+    assert total / 2 <= budgets["cache"] <= total                # the cache gets the rest
+
+
+def test_a_failed_session_sweep_does_not_skip_the_cache(
+    function_app: ModuleType, cache_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    expired, _ = _seed_cache(cache_env)  # the sessions' table was never created
+    caplog.set_level(logging.INFO, logger=SWEEPER_LOGGER)
+    with pytest.raises(tablesessions.StorageNotFoundError):
+        function_app.sweep_expired_sessions(TimerRequest(past_due=False))
+    remaining = _entity_keys(cache_env["TABLESESSIONS_CONNECTION_STRING"],
+                             cache_env["TABLESESSIONS_CACHE_TABLE_NAME"])
+    assert not (remaining & expired), "the cache was not swept after the session sweep failed"
+    assert [r["kind"] for r in _sweep_reports(caplog)] == ["cache"]
+    assert any("session sweep failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failed_cache_sweep_does_not_skip_the_sessions(
+    function_app: ModuleType, cache_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _seed_sessions(cache_env)  # the cache's table was never created
+    caplog.set_level(logging.INFO, logger=SWEEPER_LOGGER)
+    with pytest.raises(tablesessions.StorageNotFoundError):
+        function_app.run_sweep(dict(cache_env))
+    assert not _entity_keys(cache_env["TABLESESSIONS_CONNECTION_STRING"],
+                            cache_env["TABLESESSIONS_TABLE_NAME"])
+    assert [r["kind"] for r in _sweep_reports(caplog)] == ["sessions"]
+    assert any("cache sweep failed" in r.getMessage() for r in caplog.records)
+
+
+def test_an_empty_cache_table_setting_sweeps_sessions_only(
+    function_app: ModuleType, sweeper_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _seed_sessions(sweeper_env)
+    caplog.set_level(logging.INFO, logger=SWEEPER_LOGGER)
+    result = function_app.run_sweep({**sweeper_env, "TABLESESSIONS_CACHE_TABLE_NAME": ""})
+    assert "cache" not in result and result["deleted"] == 2
+    assert [r["kind"] for r in _sweep_reports(caplog)] == ["sessions"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -292,5 +293,55 @@ async def test_a_gcm_digest_on_a_plaintext_row_is_refused(
             data = c.download_blob(name).readall()
         row["BlobDigest"] = "gcm:" + data[-16:].hex()  # no key ring: no tag to trust
         table.update_entity(row)
+    with pytest.raises(SessionDecodeError, match="digest"):
+        await store.get(session.id)
+
+
+def _only_row(azurite: AzuriteServer, table_name: str) -> dict[str, Any]:
+    with TableClient.from_connection_string(azurite.connection_string, table_name) as table:
+        [row] = list(table.list_entities())
+    return dict(row)
+
+
+async def test_a_plaintext_blob_is_bound_to_its_upload_by_the_etag(
+        make_store: MakeStore, azurite: AzuriteServer, storage_names: tuple[str, str]) -> None:
+    store = await make_store()
+    session = store.new()
+    session["f"] = data = os.urandom(BIG)
+    await store.save(session)
+    [name] = blobs(azurite, storage_names[1])
+    with ContainerClient.from_connection_string(azurite.connection_string,
+                                                storage_names[1]) as c:
+        etag = c.get_blob_client(name).get_blob_properties().etag
+        # The digest column is the upload's ETag: nothing hashed on either side.
+        assert _only_row(azurite, storage_names[0])["BlobDigest"] == f"etag:{etag}"
+        loaded = await store.get(session.id)
+        assert loaded is not None and loaded["f"] == data
+        # The same bytes written again (a replay): a SHA-256 digest would accept
+        # them; the service gave the blob a new ETag, so the row no longer names it.
+        c.upload_blob(name, data, overwrite=True)
+    with pytest.raises(SessionDecodeError, match="digest"):
+        await store.get(session.id)
+
+
+async def test_rows_with_a_sha256_digest_stay_readable(
+        make_store: MakeStore, azurite: AzuriteServer, storage_names: tuple[str, str]) -> None:
+    """Rows written before ETag pointers carry the blob's SHA-256, checked as before."""
+    store = await make_store()
+    session = store.new()
+    session["f"] = data = os.urandom(BIG)
+    await store.save(session)
+    [name] = blobs(azurite, storage_names[1])
+    with ContainerClient.from_connection_string(azurite.connection_string,
+                                                storage_names[1]) as c:
+        blob = c.download_blob(name).readall()
+        with TableClient.from_connection_string(azurite.connection_string,
+                                                storage_names[0]) as table:
+            [row] = list(table.list_entities())
+            row["BlobDigest"] = hashlib.sha256(blob).hexdigest()
+            table.update_entity(row)
+        loaded = await store.get(session.id)
+        assert loaded is not None and loaded["f"] == data
+        c.upload_blob(name, os.urandom(len(blob)), overwrite=True)  # same size, other bytes
     with pytest.raises(SessionDecodeError, match="digest"):
         await store.get(session.id)

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import base64
 import os
+import zlib
 
 import pytest
 
+from tablesessions._record import payload as payload_module
 from tablesessions._record.limits import MAX_PROPERTY_BYTES
 from tablesessions._record.payload import (
     _pack,
@@ -106,3 +108,21 @@ def test_chunks_respect_the_measured_64000_byte_property_limit() -> None:
     assert join_columns(cols, 4) == data
     with pytest.raises(ValueError, match="D4"):
         join_columns(cols, 5)
+
+
+def test_fragments_compressed_by_isal_are_plain_zlib_streams(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ISA-L's deflate (levels 1-3) writes zlib streams the stdlib inflates, so the
+    codec id stays and rows are readable by instances without it; and payloads
+    written by the stdlib's zlib read the same."""
+    cart = [{"sku": f"SKU-{i}", "name": "Classic Oak Lamp", "qty": i % 4} for i in range(400)]
+    with_isal = encode_key("cart", cart)
+    flags, stored = with_isal.packed(1024, 1)
+    assert flags == 1 and zlib.decompress(stored) == with_isal.fragment
+    monkeypatch.setattr(payload_module, "_isal_compress", None)
+    stdlib = encode_key("cart", cart)
+    assert stdlib.packed(1024, 1)[1] == zlib.compress(stdlib.fragment, 1)
+    for entry in (with_isal, stdlib):
+        assert decode_entries(split(assemble({"cart": entry})))["cart"] == cart
+    # Level 6 is past ISA-L's range: the stdlib's zlib at that level.
+    assert _pack(stdlib.fragment, 1024, 6)[1] == zlib.compress(stdlib.fragment, 6)

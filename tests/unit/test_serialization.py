@@ -172,3 +172,52 @@ def test_orjson_and_stdlib_encoders_agree(value: Any, monkeypatch: pytest.Monkey
     assert decode_value(fast[0], iter(fast[1])) == decode_value(slow[0], iter(slow[1]))
     assert fast[1] == slow[1]
     assert json.loads(fast[0]) == json.loads(slow[0])
+
+
+class _IntLike(int):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"cart": [{"sku": "A-1", "qty": 2, "price": 9.5, "opts": {"size": "M"}}] * 3},
+        [1, 2.5, None, True, "x", [], {}], 2**64 - 1, 2**64, [{"n": float("nan")}],
+        {"x": [float("-inf")]}, [("t", 1)], {"u": uuid.UUID(int=7)}, [{"$dt": "escaped"}],
+        {"$map": []}, {1: "non-str key"}, {"a": None, "b": float("nan")}, [None, 1.5],
+        [_IntLike(3)], {"when": dt.date(2024, 1, 1)},
+        [b"raw", {"b": b"more"}], "lone \ud800", [True, False, -0.0, 1e300],
+    ],
+)
+def test_plain_json_skips_the_walk_with_the_same_bytes(value: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check-only fast path writes exactly what the tagging walk writes, and
+    leaves everything it cannot vouch for to the walk (which may refuse it)."""
+    fast = _outcome(value)
+    monkeypatch.setattr(serialization, "_plain", lambda value, floats=True: False)
+    assert fast == _outcome(value)
+
+
+def _outcome(value: Any) -> tuple[bytes, list[bytes]] | str:
+    try:
+        return encode_value("k", value)
+    except TypeError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize(
+    ("value", "plain"),
+    [({"a": [1, "b", None, 2.5]}, True), ({"a": (1,)}, False), ({"a": float("nan")}, False),
+     ([float("inf")], False), ({"k": uuid.UUID(int=1)}, False), ([[]] * 3, True),
+     (float("nan"), False),
+     ([1, [2, [3.5, [float("-inf")]]]], False), ({"a": {"b": [_IntLike(1)]}}, False)],
+)
+def test_what_counts_as_plain_json(value: Any, plain: bool) -> None:
+    assert serialization._plain(value) is plain
+
+
+def test_the_plain_check_keeps_the_depth_limit() -> None:
+    assert serialization._plain(_nested_lists(MAX_DEPTH - 1))
+    assert serialization._plain(_nested_dicts(MAX_DEPTH - 1))
+    assert not serialization._plain(_nested_lists(MAX_DEPTH))
+    assert not serialization._plain(_nested_dicts(MAX_DEPTH))

@@ -23,10 +23,12 @@ from cachelib.serializers import (
 
 from tablesessions import RetryPolicy
 from tablesessions.cachelib import SIGNING_CONTEXT, TableCache
+from tablesessions.encryption import KeyRing
 from tablesessions.signed_pickle import PickleSigner
-from tablesessions.testing import RequestCounter
+from tablesessions.testing import AzuriteServer, RequestCounter
 from tests.conftest import CANARY, FakeClock
 
+from ..raw_rows import raw_entities, stored_text
 from .conftest import SECRET
 
 RAN: list[str] = []
@@ -72,7 +74,7 @@ def test_exported_members() -> None:
 
 # -- authentication -----------------------------------------------------------------------
 def test_values_are_signed_pickles_and_ints_are_native(make_cachelib: Any) -> None:
-    cache = make_cachelib(key_prefix="p:")
+    cache = make_cachelib(key_prefix="p:", key_ring=None)  # native ints: without encryption
     cache.set("obj", {"card": CANARY})
     cache.set("n", 7)
     cache.set("flag", True)
@@ -83,6 +85,51 @@ def test_values_are_signed_pickles_and_ints_are_native(make_cachelib: Any) -> No
     assert PickleSigner(SECRET, context=SIGNING_CONTEXT).loads(stored) == {"card": CANARY}
     assert isinstance(raw.get("p:flag"), bytes)  # bool is not an int here: pickled
     assert cache.get("flag") is True and cache.get("n") == 7
+
+
+def test_values_are_encrypted_at_rest_by_default(
+        make_cachelib: Any, azurite: AzuriteServer, storage_names: tuple[str, str]) -> None:
+    """Under the ring derived from ``secret``, no value is readable in the table,
+    ints included; the control without a ring shows the same values are."""
+    table, _ = storage_names
+    cache = make_cachelib()
+    ring = cache.table_cache.config.key_ring
+    assert ring is not None and cache.table_cache.config.accept_plaintext is False
+    assert ring.key_ids == KeyRing.from_secrets(SECRET, context="cachelib").key_ids
+    cache.set("obj", {"card": CANARY})
+    cache.set("n", 7_340_912_001)
+    assert cache.inc("n") == 7_340_912_002
+    assert cache.get("obj") == {"card": CANARY}
+    rows = raw_entities(azurite.connection_string, table)
+    assert len(rows) == 2 and not any("IntValue" in row for row in rows)
+    raw = stored_text(rows)
+    assert CANARY.encode() not in raw and b"7340912002" not in raw and b"TSP1" not in raw
+    clear = make_cachelib(key_ring=None)
+    clear.set("obj-clear", {"card": CANARY})
+    clear.set("n-clear", 7_340_912_001)
+    raw = stored_text(raw_entities(azurite.connection_string, table))
+    assert CANARY.encode() in raw and b"7340912001" in raw
+
+
+def test_a_plaintext_row_is_a_logged_miss_under_the_derived_ring(
+        make_cachelib: Any, caplog: pytest.LogCaptureFixture) -> None:
+    make_cachelib(key_ring=None).set("k", {"v": CANARY})  # signed, but in the clear
+    with caplog.at_level(logging.WARNING, logger="tablesessions.security"):
+        assert make_cachelib().get("k") is None
+    refusals = [r for r in caplog.records if r.name == "tablesessions.security"]
+    assert len(refusals) == 1 and CANARY not in refusals[0].getMessage()
+
+
+def test_the_key_ring_argument(make_cachelib: Any) -> None:
+    ring = KeyRing.from_secrets("explicit", context="elsewhere")
+    assert make_cachelib(key_ring=ring).table_cache.config.key_ring is ring
+    rotating = make_cachelib(secret="new", secret_fallbacks=iter(["old"]))
+    derived = rotating.table_cache.config.key_ring
+    assert derived is not None and len(derived.key_ids) == 2  # a fallback still decrypts
+    with pytest.raises(ValueError, match="key_ring once"):
+        make_cachelib(key_ring=None, options={"key_ring": ring})
+    with pytest.raises(ValueError, match="cache="):
+        TableCache(cache=rotating.table_cache, secret=SECRET, key_ring=None)
 
 
 def test_planted_pickle_is_a_miss_and_never_loaded(

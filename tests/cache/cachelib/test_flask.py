@@ -13,9 +13,13 @@ from flask_caching import Cache
 
 from tablesessions.cachelib import SIGNING_CONTEXT
 from tablesessions.cachelib import TableCache as CachelibTableCache
+from tablesessions.encryption import KeyRing
 from tablesessions.flask_caching import TableCache
 from tablesessions.signed_pickle import PickleSigner
 from tablesessions.testing import AzuriteServer, RequestCounter
+from tests.conftest import CANARY
+
+from ..raw_rows import raw_entities, stored_text
 
 FLASK_SECRET = "flask-secret-key"
 
@@ -106,6 +110,26 @@ def test_a_second_instance_shares_the_cache(make_app: Any) -> None:
     with app2.app_context():
         assert cache2.get("shared") == [1, 2, 3]
         assert _backend(cache2).inc("hits") == 2
+
+
+def test_values_are_encrypted_under_a_ring_derived_from_secret_key(
+        make_app: Any, azurite: AzuriteServer, storage_names: tuple[str, str],
+        caching_config: dict[str, Any]) -> None:
+    app, cache = make_app()
+    ring = _backend(cache).table_cache.config.key_ring
+    assert ring is not None
+    assert ring.key_ids == KeyRing.from_secrets(FLASK_SECRET, context="cachelib").key_ids
+    with app.app_context():
+        cache.set("doc", {"card": CANARY})
+        assert cache.get("doc") == {"card": CANARY}
+    table, _ = storage_names
+    assert CANARY.encode() not in stored_text(raw_entities(azurite.connection_string, table))
+    options = {**caching_config["CACHE_OPTIONS"], "key_ring": None}  # opted out
+    clear_app, clear = make_app(CACHE_OPTIONS=options)
+    assert _backend(clear).table_cache.config.key_ring is None
+    with clear_app.app_context():
+        clear.set("doc-clear", {"card": CANARY})
+    assert CANARY.encode() in stored_text(raw_entities(azurite.connection_string, table))
 
 
 def test_secret_key_fallbacks_verify(make_app: Any) -> None:

@@ -21,6 +21,7 @@ if not settings.configured:
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, InvalidCacheKey
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 import tablesessions
@@ -32,6 +33,7 @@ from tablesessions.signed_pickle import PickleSigner
 from tablesessions.testing import AzuriteServer, RequestCounter
 
 from ...conftest import CANARY
+from ..raw_rows import raw_entities, stored_text
 
 BACKEND = "tablesessions.django.TableCache"
 #: A connection string that parses (building the backend makes no storage call).
@@ -52,48 +54,58 @@ def test_the_django_module_exposes_the_backend() -> None:
 
 
 # -- settings errors -------------------------------------------------------------------
-@pytest.mark.parametrize(("params", "message"), [
+@pytest.mark.parametrize(("params", "message", "check_id"), [
     ({"OPTIONS": {"conection_string": OFFLINE}},
-     "OPTIONS has the unknown option 'conection_string'. Did you mean 'connection_string'?"),
+     "OPTIONS has the unknown option 'conection_string'. Did you mean 'connection_string'?",
+     "E007"),
     ({"OPTIONS": {"connection_string": OFFLINE, "MAX_ENTRIES": 30}},
-     "OPTIONS['MAX_ENTRIES'] is not supported: a table cannot count its rows cheaply"),
+     "OPTIONS['MAX_ENTRIES'] is not supported: a table cannot count its rows cheaply", "E007"),
     ({"OPTIONS": {"connection_string": OFFLINE, "CULL_FREQUENCY": 3}},
-     "OPTIONS['CULL_FREQUENCY'] is not supported"),
+     "OPTIONS['CULL_FREQUENCY'] is not supported", "E007"),
     ({"OPTIONS": {"connection_string": OFFLINE, "table_name": "x"}},
-     "OPTIONS['table_name'] is not supported: the table is LOCATION"),
+     "OPTIONS['table_name'] is not supported: the table is LOCATION", "E007"),
     ({"OPTIONS": {"connection_string": OFFLINE, "default_ttl": 5}},
-     "OPTIONS['default_ttl'] is not supported: the default timeout is TIMEOUT"),
-    ({"TIMEOUT": "soon"}, "TIMEOUT must be a number of seconds or None, not 'soon'"),
-    ({"TIMEOUT": True}, "TIMEOUT must be a number of seconds or None, not bool"),
-    ({"TIMEOUT": [1]}, "TIMEOUT must be a number of seconds or None, not list"),
-    ({"KEY_PREFIX": 7}, "KEY_PREFIX must be str, not int"),
-    ({"VERSION": "1"}, "VERSION must be int, not str"),
-    ({"KEY_FUNCTION": 3}, "KEY_FUNCTION must be a callable or a dotted path, not int"),
-    ({"OPTIONS": ["connection_string"]}, "OPTIONS must be a dict, not list"),
-    ({"OPTIONS": {"connection_string": 5}}, "OPTIONS['connection_string'] must be a string"),
+     "OPTIONS['default_ttl'] is not supported: the default timeout is TIMEOUT", "E007"),
+    ({"TIMEOUT": "soon"}, "TIMEOUT must be a number of seconds or None, not 'soon'", "E006"),
+    ({"TIMEOUT": True}, "TIMEOUT must be a number of seconds or None, not bool", "E006"),
+    ({"TIMEOUT": [1]}, "TIMEOUT must be a number of seconds or None, not list", "E006"),
+    ({"KEY_PREFIX": 7}, "KEY_PREFIX must be str, not int", "E006"),
+    ({"VERSION": "1"}, "VERSION must be int, not str", "E006"),
+    ({"KEY_FUNCTION": 3}, "KEY_FUNCTION must be a callable or a dotted path, not int", "E006"),
+    ({"OPTIONS": ["connection_string"]}, "OPTIONS must be a dict, not list", "E006"),
+    ({"OPTIONS": {"connection_string": 5}}, "OPTIONS['connection_string'] must be a string",
+     "E006"),
     ({"OPTIONS": {"table_endpoint": "https://a.table.core.windows.net"}},
-     "OPTIONS sets only 'table_endpoint'"),
+     "OPTIONS sets only 'table_endpoint'", "E008"),
     ({"OPTIONS": {"connection_string": OFFLINE, "account_name": "a"}},
-     "OPTIONS sets connection_string and endpoints/account_name: choose one"),
+     "OPTIONS sets connection_string and endpoints/account_name: choose one", "E008"),
     ({"OPTIONS": {"connection_string": OFFLINE, "SIGNING_KEY": ""}},
-     "OPTIONS['SIGNING_KEY'] must be a non-empty str or bytes"),
+     "OPTIONS['SIGNING_KEY'] must be a non-empty str or bytes", "E006"),
     ({"OPTIONS": {"connection_string": OFFLINE, "SIGNING_KEY_FALLBACKS": ["old"]}},
-     "OPTIONS['SIGNING_KEY_FALLBACKS'] needs OPTIONS['SIGNING_KEY']"),
+     "OPTIONS['SIGNING_KEY_FALLBACKS'] needs OPTIONS['SIGNING_KEY']", "E006"),
     ({"OPTIONS": {"connection_string": OFFLINE, "SIGNING_KEY": "k",
                   "SIGNING_KEY_FALLBACKS": "old"}},
-     "OPTIONS['SIGNING_KEY_FALLBACKS'] must be a list of str or bytes"),
+     "OPTIONS['SIGNING_KEY_FALLBACKS'] must be a list of str or bytes", "E006"),
     ({"OPTIONS": {"connection_string": OFFLINE, "container_name": 3}},
-     "OPTIONS['container_name'] must be a string, not int"),
+     "OPTIONS['container_name'] must be a string, not int", "E006"),
     ({"OPTIONS": {"connection_string": OFFLINE, "max_parallel": 0}},  # TableCache's check
-     "OPTIONS: max_parallel must be a positive int"),
+     "OPTIONS: max_parallel must be a positive int", "E009"),
     ({"OPTIONS": {"connection_string": OFFLINE, "sliding": "yes"}},
-     "OPTIONS: sliding must be a bool"),
+     "OPTIONS: sliding must be a bool", "E009"),
 ])
-def test_a_bad_setting_is_named(params: dict[str, Any], message: str) -> None:
+def test_a_bad_setting_is_named(params: dict[str, Any], message: str, check_id: str) -> None:
+    """The check reports it with its id (no client, no storage call); the backend
+    raises it on its first operation, as ImproperlyConfigured naming the setting."""
+    [(alias, found_id, found)] = django_cache.cache_problems(
+        {"default": {"BACKEND": BACKEND, "LOCATION": "cache",
+                     "OPTIONS": {"connection_string": OFFLINE}, **params}})
+    assert (alias, found_id) == ("default", f"tablesessions.{check_id}")
+    assert message in found and "LOCATION 'cache'" in found
+    backend = build(**params)  # Django's own cache checks build every cache: no raise here
     with pytest.raises(ImproperlyConfigured) as caught:
-        build(**params)
-    assert message in str(caught.value)
-    assert "LOCATION 'cache'" in str(caught.value)
+        backend.get("k")
+    assert str(caught.value) == found
+    backend.disconnect()  # nothing to close, and no error
 
 
 @pytest.mark.parametrize(("location", "options", "message"), [
@@ -102,7 +114,7 @@ def test_a_bad_setting_is_named(params: dict[str, Any], message: str) -> None:
 ])
 def test_a_bad_location_is_named(location: str, options: dict[str, Any], message: str) -> None:
     with pytest.raises(ImproperlyConfigured, match=message):
-        build(location, OPTIONS={"connection_string": OFFLINE, **options})
+        build(location, OPTIONS={"connection_string": OFFLINE, **options}).set("k", 1)
 
 
 def test_no_connection_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,7 +122,9 @@ def test_no_connection_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
                  "TABLESESSIONS_BLOB_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ImproperlyConfigured, match="no storage connection is configured"):
-        build(OPTIONS={})
+        build(OPTIONS={}).has_key("k")
+    [(_, check_id, _)] = django_cache.cache_problems({"c": {"BACKEND": BACKEND}})
+    assert check_id == "tablesessions.E008"
     monkeypatch.setenv("TABLESESSIONS_CONNECTION_STRING", OFFLINE)
     assert build(OPTIONS={})._settings.connection == {}  # from the environment
 
@@ -125,12 +139,43 @@ def test_location_gives_the_table_and_the_app_name() -> None:
 
 
 def test_manage_py_check_reports_a_bad_cache_setting() -> None:
-    """Django builds every cache during ``check``, so the error shows there."""
+    """``tablesessions.django.check_caches`` is registered: ``manage.py check``
+    reports every wrong entry of this backend with its id, and other backends'
+    entries are left to Django."""
     bad = {"default": {"BACKEND": BACKEND, "LOCATION": "cache",
-                       "OPTIONS": {"conection_string": OFFLINE}}}
-    with override_settings(CACHES=bad), \
-            pytest.raises(ImproperlyConfigured, match="unknown option 'conection_string'"):
-        call_command("check")
+                       "OPTIONS": {"conection_string": OFFLINE}},
+           "second": {"BACKEND": "tablesessions.django_cache.TableCache", "TIMEOUT": "soon",
+                      "OPTIONS": {"connection_string": OFFLINE}},
+           "fine": {"BACKEND": BACKEND, "OPTIONS": {"connection_string": OFFLINE}},
+           "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with override_settings(CACHES=bad):
+        messages = tablesessions.django.check_caches()
+        with pytest.raises(SystemCheckError) as caught:
+            call_command("check")
+    assert [(m.id, m.obj) for m in messages] == [
+        ("tablesessions.E007", "settings.CACHES['default']"),
+        ("tablesessions.E006", "settings.CACHES['second']")]
+    assert "unknown option 'conection_string'" in messages[0].msg
+    assert "tablesessions.E007" in str(caught.value) and "tablesessions.E006" in str(caught.value)
+    with override_settings(CACHES={"default": bad["fine"], "local": bad["local"]}):
+        assert tablesessions.django.check_caches() == []
+        call_command("check", tags=["caches"])  # passes (the session check is another tag)
+
+
+def test_the_cache_check_makes_no_storage_call_and_builds_no_client(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the cache check tried to connect")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    built = len(django_cache._clients)
+    caches = {"default": {"BACKEND": BACKEND, "LOCATION": "checked/app",
+                          "OPTIONS": {"connection_string": OFFLINE, "max_parallel": 2}}}
+    with override_settings(CACHES=caches):
+        assert tablesessions.django.check_caches() == []
+    assert len(django_cache._clients) == built
 
 
 def test_the_timeout_follows_django() -> None:
@@ -184,6 +229,7 @@ def backend_factory(azurite: AzuriteServer, storage_names: tuple[str, str],
         made.append(backend)
         return backend
 
+    make.made = made  # type: ignore[attr-defined]
     yield make
     for backend in made:
         backend.disconnect()
@@ -194,8 +240,9 @@ async def face(face_kind: str, backend_factory: Callable[..., django_cache.Table
                request_counter: RequestCounter) -> AsyncIterator[Face]:
     backend = backend_factory()
     yield Face(backend, face_kind == "async")
-    if face_kind == "async":
-        await backend.adisconnect()
+    if face_kind == "async":  # every backend of the test: each secret has its own clients
+        for made in backend_factory.made:  # type: ignore[attr-defined]
+            await made.adisconnect()
 
 
 def plain(backend: django_cache.TableCache) -> tablesessions.TableCache:
@@ -254,7 +301,9 @@ async def test_a_configured_signing_key_replaces_secret_key(
     assert await rotated.get("k") == [1, 2]
 
 
-async def test_ints_are_native_so_incr_never_unpickles(face: Face) -> None:
+async def test_ints_are_native_so_incr_never_unpickles(
+        face: Face, backend_factory: Callable[..., django_cache.TableCache]) -> None:
+    face = Face(backend_factory(key_ring=None), face.is_async)  # native: without encryption
     await face.set("n", 41)
     await face.set("flag", True)
     await face.set("big", 2**70)
@@ -268,6 +317,48 @@ async def test_ints_are_native_so_incr_never_unpickles(face: Face) -> None:
         await face.incr("flag")
     with pytest.raises(ValueError, match="Key 'absent' not found"):
         await face.incr("absent")
+
+
+async def test_values_are_encrypted_at_rest_by_default(
+        face: Face, azurite: AzuriteServer, storage_names: tuple[str, str],
+        request_counter: RequestCounter,
+        backend_factory: Callable[..., django_cache.TableCache]) -> None:
+    """Under a ring derived from SECRET_KEY: neither a pickled value nor an int is
+    readable in the table, and incr still costs 2 calls."""
+    table, _ = storage_names
+    await face.set("doc", {"secret": CANARY})
+    await face.set("n", 7_340_912_001)
+    request_counter.reset()
+    assert await face.incr("n") == 7_340_912_002
+    assert request_counter.count == 2
+    assert await face.get("doc") == {"secret": CANARY}
+    rows = raw_entities(azurite.connection_string, table)
+    assert len(rows) == 2
+    raw = stored_text(rows)
+    assert CANARY.encode() not in raw and b"7340912002" not in raw
+    assert not any("IntValue" in row for row in rows)      # the counter is sealed too
+    # The control: the same values with encryption opted out are readable there.
+    clear = Face(backend_factory(key_ring=None), face.is_async)
+    await clear.set("doc-clear", {"secret": CANARY})
+    await clear.set("n-clear", 7_340_912_001)
+    raw = stored_text(raw_entities(azurite.connection_string, table))
+    assert CANARY.encode() in raw and b"7340912001" in raw
+
+
+async def test_a_plaintext_row_is_a_logged_miss_under_the_derived_ring(
+        face: Face, backend_factory: Callable[..., django_cache.TableCache],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A correctly signed pickle written in the clear (before encryption, or
+    planted by someone with the signing key but not write-once access) is refused:
+    the derived ring does not accept plaintext."""
+    clear = Face(backend_factory(key_ring=None), face.is_async)
+    await clear.set("k", {"v": CANARY})
+    assert await clear.get("k") == {"v": CANARY}           # signed: it verifies
+    with caplog.at_level(logging.WARNING, logger="tablesessions.security"):
+        assert await face.get("k", "miss") == "miss"
+    refusals = [r for r in caplog.records if r.name == "tablesessions.security"]
+    assert len(refusals) == 1 and "SessionTamperedError" in refusals[0].getMessage()
+    assert CANARY not in refusals[0].getMessage()
 
 
 async def test_storage_calls_per_operation(face: Face, request_counter: RequestCounter) -> None:
@@ -356,5 +447,29 @@ def test_a_key_ring_option_encrypts_at_rest(
     sealed.set("n", 1)
     assert sealed.get("doc") == {"secret": CANARY}
     assert sealed.incr("n") == 2
-    clear = backend_factory()  # the same namespace, without the ring
+    derived = backend_factory()  # the same namespace, the ring derived from SECRET_KEY
+    assert derived.get("doc") is None and derived.get("n") is None
+    clear = backend_factory(key_ring=None)  # the same namespace, without a ring
     assert clear.get("doc") is None and clear.get("n") is None
+
+
+def test_secret_key_derives_the_ring_and_a_new_secret_rederives_it() -> None:
+    """No storage call: which ring each backend's TableCache encrypts under."""
+    backend = build()
+    ring = plain(backend).config.key_ring
+    assert ring is not None
+    assert plain(backend).config.accept_plaintext is False
+    expected = KeyRing.from_secrets(settings.SECRET_KEY, context="django-cache")
+    assert ring.key_ids == expected.key_ids
+    with override_settings(SECRET_KEY="rotated", SECRET_KEY_FALLBACKS=[settings.SECRET_KEY]):
+        rotated = plain(backend).config.key_ring
+        assert rotated is not None and rotated.primary != ring.primary
+        assert ring.primary in rotated.key_ids               # the old secret still decrypts
+    keyed = build(OPTIONS={"connection_string": OFFLINE, "SIGNING_KEY": "own"})
+    own = plain(keyed).config.key_ring
+    assert own is not None
+    assert own.key_ids == KeyRing.from_secrets("own", context="django-cache").key_ids
+    opted_out = build(OPTIONS={"connection_string": OFFLINE, "key_ring": None})
+    assert plain(opted_out).config.key_ring is None
+    for one in (backend, keyed, opted_out):
+        one.disconnect()
