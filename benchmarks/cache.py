@@ -7,7 +7,9 @@ floor writes or reads a copy of the entity the library wrote for the same
 value (same columns and bytes, already encoded), so a ratio isolates what the
 library adds: key hashing, encoding and decoding, expiry checks, integrity
 checks, retries and deadlines. The ``*_many`` floors send the same requests
-through a pool as wide as the library's ``Parallel`` (``max_parallel``, 8). The
+through a pool as wide as the library's ``Parallel`` (``max_parallel``, 8).
+Where the library encodes or decodes JSON, the floor's target row does so
+too, with orjson (the other row: the SDK calls alone). The
 set_many row compares the library with itself: one ``set_many`` of 100 keys
 against 100 ``set`` calls. Timings on a shared 2-core machine are noisy.
 """
@@ -233,20 +235,34 @@ def _many(rig: CacheRig, iterations: int, warmup: int) -> list[Comparison]:
             failed = cache.set_many(mapping)
         assert failed == []
 
-    def floor_set_many(watch: Stopwatch) -> None:
-        with watch:
-            expires = _utcnow() + TTL
+    values = list(mapping.values())
 
-            def submit(rows: list[dict[str, Any]]) -> None:
-                rig.table.submit_transaction([("upsert", {**r, "ExpiresAt": expires},
-                                               {"mode": UpdateMode.REPLACE}) for r in rows])
+    def floor_set_many_with(encode: bool) -> Callable[[Stopwatch], None]:
+        def floor_set_many(watch: Stopwatch) -> None:
+            with watch:
+                if encode:
+                    for value in values:
+                        orjson.dumps(value)
+                expires = _utcnow() + TTL
 
-            list(rig.pool.map(submit, groups.values()))
+                def submit(rows: list[dict[str, Any]]) -> None:
+                    rig.table.submit_transaction([("upsert", {**r, "ExpiresAt": expires},
+                                                   {"mode": UpdateMode.REPLACE}) for r in rows])
 
-    out.append(compare(f"cache set_many {MANY}", lib_set_many, floor_set_many,
-                       iterations=iterations, warmup=warmup, target=GET_SET_TARGET,
-                       notes=f"floor: the same {len(groups)} transactions (one per partition) "
-                             "through a pool as wide as the library's"))
+                list(rig.pool.map(submit, groups.values()))
+
+        return floor_set_many
+
+    # As the single-value rows: once against the SDK calls alone, once with
+    # orjson encoding the 100 values (the target's row).
+    many_variants = [(False, " (floor: SDK calls only)", None), (True, "", GET_SET_TARGET)]
+    for encode, suffix, target in many_variants:
+        out.append(compare(
+            f"cache set_many {MANY}{suffix}", lib_set_many, floor_set_many_with(encode),
+            iterations=iterations, warmup=warmup, target=target,
+            notes=f"floor: {'orjson.dumps of the 100 values + ' if encode else ''}the same "
+                  f"{len(groups)} transactions (one per partition) through a pool as wide as "
+                  "the library's"))
 
     def lib_sets(watch: Stopwatch) -> None:
         with watch:
@@ -254,7 +270,7 @@ def _many(rig: CacheRig, iterations: int, warmup: int) -> list[Comparison]:
                 cache.set(k, v)
 
     out.append(compare(f"cache set_many {MANY} vs {MANY} set calls", lib_set_many, lib_sets,
-                       iterations=max(2, iterations // 4), warmup=min(warmup, 2),
+                       iterations=max(2, iterations // 2), warmup=min(warmup, 2),
                        target=SET_MANY_TARGET,
                        notes=f"both sides the library: 1 set_many against {MANY} set"))
 
@@ -266,7 +282,9 @@ def _many(rig: CacheRig, iterations: int, warmup: int) -> list[Comparison]:
             got = cache.get_many(keys)
         assert len(got) == MANY
 
-    def floor_get_many(watch: Stopwatch) -> None:
+    as_json = [orjson.dumps(v) for v in values]
+
+    def floor_get_many_with(decode: bool) -> Callable[[Stopwatch], None]:
         def query(item: tuple[str, list[str]]) -> int:
             pk, rks = item
             n = 0
@@ -278,14 +296,23 @@ def _many(rig: CacheRig, iterations: int, warmup: int) -> list[Comparison]:
                 n += len(list(rig.table.query_entities(flt, parameters=params)))
             return n
 
-        with watch:
-            found = sum(rig.pool.map(query, query_groups.items()))
-        assert found == MANY
+        def floor_get_many(watch: Stopwatch) -> None:
+            with watch:
+                found = sum(rig.pool.map(query, query_groups.items()))
+                if decode:
+                    for data in as_json:
+                        orjson.loads(data)
+            assert found == MANY
 
-    out.append(compare(f"cache get_many {MANY}", lib_get_many, floor_get_many,
-                       iterations=iterations, warmup=warmup, target=GET_SET_TARGET,
-                       notes="floor: the same queries (one per partition per 14 keys) "
-                             f"through a pool of {rig.cache.config.max_parallel}, nothing decoded"))
+        return floor_get_many
+
+    for decode, suffix, target in many_variants:
+        out.append(compare(
+            f"cache get_many {MANY}{suffix}", lib_get_many, floor_get_many_with(decode),
+            iterations=iterations, warmup=warmup, target=target,
+            notes="floor: the same queries (one per partition per 14 keys) through a pool of "
+                  f"{rig.cache.config.max_parallel}"
+                  + (" + orjson.loads of the 100 values' JSON" if decode else ", nothing decoded")))
     return out
 
 
@@ -311,6 +338,51 @@ def get_many_strategies(rig: CacheRig, iterations: int, warmup: int) -> Comparis
                    strategy("point"), iterations=iterations, warmup=warmup,
                    notes="both sides the library; floor column: 100 point reads, "
                          f"{rig.cache.config.max_parallel} at once")
+
+
+#: The modelled delays per request (benchmarks/latency.py): about an in-region
+#: call, and a cross-region one.
+DELAYS_MS = (2, 10)
+
+
+def _set_many_vs_sets(cache: tablesessions.TableCache, mapping: dict[str, Any], name: str,
+                      iterations: int, warmup: int, notes: str) -> Comparison:
+    def lib_set_many(watch: Stopwatch) -> None:
+        with watch:
+            failed = cache.set_many(mapping)
+        assert failed == []
+
+    def lib_sets(watch: Stopwatch) -> None:
+        with watch:
+            for k, v in mapping.items():
+                cache.set(k, v)
+
+    return compare(name, lib_set_many, lib_sets, iterations=iterations, warmup=warmup,
+                   target=SET_MANY_TARGET, notes=notes)
+
+
+def set_many_at_latency(azurite: Any, quick: bool) -> list[Comparison]:
+    """set_many of 100 keys against 100 ``set`` calls with every request held
+    2 ms and 10 ms by a loopback proxy: a **latency model, not Azure** (see
+    benchmarks/latency.py). Against Azurite alone the ratio is bounded by
+    Azurite, which runs a transaction's operations one by one (about 16 ms per
+    transaction plus 1.5 ms per entity, measured); a network's round trips are
+    what batching saves."""
+    from tablesessions.testing import Fault, FaultPlan, FaultProxyPair
+
+    iterations, warmup = (2, 1) if quick else (6, 1)
+    data = session_data(KIB)
+    mapping = {f"bench:lat:{i}": {**data, "i": i} for i in range(MANY)}
+    out: list[Comparison] = []
+    for ms in DELAYS_MS:
+        delay = FaultPlan(rate=1.0, kinds={Fault.DELAY: 1.0}, delay=ms / 1000)
+        with FaultProxyPair(azurite, plan=delay) as proxies, \
+                CacheRig.open(proxies.connection_string) as rig:
+            out.append(_set_many_vs_sets(
+                rig.cache, mapping, f"cache set_many {MANY} vs {MANY} set calls @ +{ms} ms",
+                iterations, warmup, notes=f"both sides the library, every request held {ms} ms "
+                                          "by a proxy (a latency model, not Azure)"))
+    return out
 
 
 def count_calls(conn: str) -> list[tuple[str, int]]:
@@ -347,8 +419,10 @@ def count_calls(conn: str) -> list[tuple[str, int]]:
     return rows
 
 
-def cache_section(conn: str, quick: bool) -> tuple[dict[str, Any], str]:
-    """Run every cache scenario; return (JSON-ready figures, markdown)."""
+def cache_section(conn: str, quick: bool, azurite: Any = None
+                  ) -> tuple[dict[str, Any], str]:
+    """Run every cache scenario; return (JSON-ready figures, markdown). Given the
+    ``AzuriteServer``, also set_many at the modelled latencies."""
     plan = CachePlan.for_mode(quick)
     comparisons: list[Comparison] = []
     with CacheRig.open(conn) as rig:
@@ -361,6 +435,8 @@ def cache_section(conn: str, quick: bool) -> tuple[dict[str, Any], str]:
         comparisons.append(_incr(rig, plan.small, plan.warmup))
         comparisons += _many(rig, plan.many, min(plan.warmup, 3))
         strategies = get_many_strategies(rig, plan.many, min(plan.warmup, 3))
+    if azurite is not None:
+        comparisons += set_many_at_latency(azurite, quick)
     calls = count_calls(conn)
     table = "\n".join(["| operation | storage calls |", "|---|---:|",
                        *(f"| {name} | {n} |" for name, n in calls)])
@@ -383,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few operations each")
     args = parser.parse_args(argv)
     with AzuriteServer() as azurite:
-        _, md = cache_section(azurite.connection_string, args.quick)
+        _, md = cache_section(azurite.connection_string, args.quick, azurite)
     print(md)
     return 0
 

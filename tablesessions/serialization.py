@@ -18,7 +18,7 @@ what cannot be stored, then one JSON encoder call. The encoder is orjson
 (same compact JSON as the stdlib's, many times faster); the stdlib's writes what
 orjson refuses or would write differently (NaN and infinities, which orjson
 turns into null; ints past 64 bits; lone surrogates). Either way the bytes are
-the same format, decoded by the stdlib's ``json``.
+the same format, read by decode_value (orjson, then a walk of the tags only).
 """
 
 from __future__ import annotations
@@ -303,11 +303,137 @@ def _markup(text: str) -> Any:
 def decode_value(fragment: bytes, segments: Iterator[bytes | memoryview]) -> Any:
     """Decode one value from its JSON fragment, taking bytes from ``segments`` in order.
 
+    orjson parses (several times faster than the stdlib's ``json``, and without a
+    Python hook per object); then a walk turns the tags back into their types,
+    only as far as the fragment has tags: it counts them first (every tag starts
+    with ``{"$``, which in JSON can only open an object whose first key starts
+    with ``$``) and stops at the last one, so a value with no tag is never walked
+    and a datetime near the start of a 64 KiB value costs a few steps (a value
+    with tags in its second half goes to the stdlib's parser, which is then
+    cheaper than the walk). Fragments
+    orjson would read differently go to the stdlib's parser, as before: ints past
+    64 bits (orjson makes them floats: a run of 19 digits sends the fragment
+    there), NaN and infinities and lone surrogates (orjson refuses them). The
+    result is the same as :func:`_decode_stdlib`'s (tests compare the two).
+
     :raises ValueError: when the fragment is malformed or refers to missing bytes.
     """
-    if b'{"$' not in fragment:
-        return json.loads(fragment)  # no tags: skip the per-object hook (the common case)
-    return json.loads(fragment, object_hook=_untagger(segments))
+    if _orjson_loads is None or _DIGIT_RUN in fragment.translate(_DIGITS):
+        return _decode_stdlib(fragment, segments)
+    last = fragment.rfind(b'{"$')
+    if last > len(fragment) >> 1:
+        # A tag in the second half: walking that far in Python costs more than
+        # the stdlib's parser calling its hook per object (measured, docs/cache.md).
+        return _decode_stdlib(fragment, segments)
+    try:
+        value = _orjson_loads(fragment)
+    except ValueError:  # orjson.JSONDecodeError: NaN, a lone surrogate, or malformed
+        return _decode_stdlib(fragment, segments)
+    if last < 0:
+        return value
+    try:
+        # Counted up to the last one only: none follows it.
+        return _Untag(segments, fragment.count(b'{"$', 0, last + 3)).any(value)
+    except (TypeError, KeyError, RecursionError) as exc:  # a malformed tag's payload
+        raise ValueError(f"malformed tagged value: {type(exc).__name__}") from None
+
+
+def _decode_stdlib(fragment: bytes, segments: Iterator[bytes | memoryview]) -> Any:
+    """The stdlib's parser with a per-object hook: the reference decoder, and the
+    path for what orjson cannot read the same (see :func:`decode_value`)."""
+    try:
+        if b'{"$' not in fragment:
+            return json.loads(fragment)  # no tags: skip the per-object hook
+        return json.loads(fragment, object_hook=_untagger(segments))
+    except (TypeError, KeyError, RecursionError) as exc:  # a malformed tag's payload
+        raise ValueError(f"malformed tagged value: {type(exc).__name__}") from None
+
+
+_orjson_loads: Callable[[bytes], Any] | None
+try:
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - a core dependency; the stdlib parser still works
+    _orjson_loads = None
+
+#: ``fragment.translate(_DIGITS)`` keeps digits as ``0`` and blanks the rest, so
+#: one ``in`` finds a run of 19 digits: an int orjson might read as a float
+#: (past u64, or below -2**63; a string holding such a run costs only the slower parser).
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_DIGIT_RUN = b"0" * 19
+
+
+class _Untag:
+    """Turns the tags of an orjson-parsed value back into their types, in place,
+    in document order (the order ``encode_value`` appended the byte segments in),
+    each tag's payload before the tag (bottom-up, as the stdlib's object hook),
+    and stops once all ``left`` tag-shaped objects of the fragment were met."""
+
+    __slots__ = ("left", "segments")
+
+    def __init__(self, segments: Iterator[bytes | memoryview], left: int) -> None:
+        self.segments = segments
+        self.left = left
+
+    def any(self, value: Any) -> Any:
+        kind = type(value)
+        if kind is dict:
+            return self.dict(value)
+        if kind is list:
+            return self.list(value)
+        return value
+
+    def dict(self, obj: dict[str, Any]) -> Any:
+        for first in obj:  # the first key only
+            if first[:1] == "$":
+                self.left -= 1
+                if len(obj) == 1 and first in _TAGS:
+                    return self.tag(first, obj[first])
+            break
+        for k, v in obj.items():
+            kind = type(v)
+            if kind is dict or kind is list:
+                if self.left <= 0:
+                    break
+                # Replacing a value leaves the dict's size unchanged: safe mid-iteration.
+                obj[k] = self.dict(v) if kind is dict else self.list(v)
+        return obj
+
+    def list(self, items: list[Any]) -> list[Any]:
+        for i, v in enumerate(items):
+            kind = type(v)
+            if kind is dict or kind is list:
+                if self.left <= 0:
+                    break
+                items[i] = self.dict(v) if kind is dict else self.list(v)
+        return items
+
+    def tag(self, tag: str, payload: Any) -> Any:
+        payload = self.any(payload)
+        if tag == _BYTES:
+            data = next(self.segments, None)
+            if data is None or len(data) != payload:
+                raise ValueError("byte segment missing or of the wrong length")
+            return data if type(data) is bytes else bytes(data)
+        return _untag(tag, payload)
+
+
+def _untag(tag: str, payload: Any) -> Any:
+    """A tag's value from its (already decoded) payload; not ``$b``."""
+    if tag == _DATETIME:
+        return dt.datetime.fromisoformat(payload)
+    if tag == _DATE:
+        return dt.date.fromisoformat(payload)
+    if tag == _UUID:
+        return uuid.UUID(payload)
+    if tag == _DECIMAL:
+        return Decimal(payload)
+    if tag == _BIGINT:
+        return int(payload, 16)
+    if tag == _TUPLE:
+        return tuple(payload)
+    if tag == _MARKUP:
+        return _markup(payload)
+    return dict((k, v) for k, v in payload)  # _MAP: an escaped user dict
 
 
 def _untagger(segments: Iterator[bytes | memoryview]) -> Callable[[dict[str, Any]], Any]:
@@ -324,20 +450,6 @@ def _untagger(segments: Iterator[bytes | memoryview]) -> Callable[[dict[str, Any
             if data is None or len(data) != payload:
                 raise ValueError("byte segment missing or of the wrong length")
             return data if type(data) is bytes else bytes(data)
-        if tag == _DATETIME:
-            return dt.datetime.fromisoformat(payload)
-        if tag == _DATE:
-            return dt.date.fromisoformat(payload)
-        if tag == _UUID:
-            return uuid.UUID(payload)
-        if tag == _DECIMAL:
-            return Decimal(payload)
-        if tag == _BIGINT:
-            return int(payload, 16)
-        if tag == _TUPLE:
-            return tuple(payload)
-        if tag == _MARKUP:
-            return _markup(payload)
-        return dict((k, v) for k, v in payload)  # _MAP: an escaped user dict
+        return _untag(tag, payload)
 
     return hook

@@ -218,13 +218,19 @@ def set_many(rules: CacheRules, mapping: Mapping[Any, Any],
     errors: list[BaseException] = []
     blobs = [w for writes in groups.values() for w in writes if w.prepared.blob is not None]
     if blobs:
-        results = yield Parallel(tuple(upload(w.prepared) for w in blobs),
+        results = yield Parallel(tuple(upload(rules, w.prepared) for w in blobs),
                                  min(rules.config.max_parallel, len(blobs)))
         lost = {w.key for w, r in zip(blobs, results, strict=True) if isinstance(r, BaseException)}
         errors.extend(r for r in results if isinstance(r, BaseException))
+        # The uploaded pointers (their ETags) go into the rows.
+        uploaded = {id(w): r for w, r in zip(blobs, results, strict=True)
+                    if not isinstance(r, BaseException)}
+        groups = {pk: [w if id(w) not in uploaded else
+                       _Write(w.key, {**w.entity, **uploaded[id(w)].columns}, uploaded[id(w)],
+                              w.size)
+                       for w in ws if w.key not in lost] for pk, ws in groups.items()}
         if lost:
             failed.extend(lost)
-            groups = {pk: [w for w in ws if w.key not in lost] for pk, ws in groups.items()}
     batches = [batch for writes in groups.values() if writes for batch in _batches(writes)]
     subs = tuple(_submit(tuple(TxOp("upsert", w.entity) for w in batch)) for batch in batches)
     if subs:

@@ -20,6 +20,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
+from .._record import blobs
 from .._record.contention import Rounds
 from .._record.effects import (
     DeleteBlob,
@@ -27,14 +28,13 @@ from .._record.effects import (
     InsertEntity,
     Op,
     PutBlob,
-    ReadBlob,
     ReadEntity,
     Row,
     UpdateEntity,
     UpsertEntity,
 )
 from .._record.keys import log_id
-from .._record.rules import COL_EXPIRES, COL_TOKEN, new_write_token
+from .._record.rules import COL_BLOB_DIGEST, COL_EXPIRES, COL_TOKEN, new_write_token
 from ..exceptions import CacheConflictError, SessionConflictError, SessionDecodeError
 from .rules import DEFAULT, EXPIRY_COLUMNS, MISSING, POINTER_COLUMNS, CacheRules, Prepared
 
@@ -59,12 +59,20 @@ def backoff(rounds: Rounds, what: str) -> Op[None]:
                                  f"until the operation's deadline ran out") from None
 
 
-def upload(prepared: Prepared) -> Op[None]:
-    """Put an overflowing value's blob, before the row that points to it."""
-    if prepared.blob is not None:
-        # A 409 can only be our own earlier attempt: the name is unguessable, never reused.
-        with contextlib.suppress(ResourceExistsError):
-            yield PutBlob(*prepared.blob)
+def upload(rules: CacheRules, prepared: Prepared) -> Op[Prepared]:
+    """Put an overflowing value's blob, before the row that points to it; return
+    ``prepared`` with the pointer's digest: the upload's ETag (a read then checks
+    it with If-Match, no pass over the bytes), or, when the answer was lost or
+    the cache encrypts, what :meth:`~RecordRules.uploaded_pointer` binds instead."""
+    if prepared.blob is None:
+        return prepared
+    name, stored = prepared.blob
+    etag: str | None = None
+    # A 409 can only be our own earlier attempt: the name is unguessable, never reused.
+    with contextlib.suppress(ResourceExistsError):
+        etag = yield PutBlob(name, stored)
+    pointer = rules.uploaded_pointer(name, stored, etag)
+    return Prepared({**prepared.columns, COL_BLOB_DIGEST: pointer.digest}, prepared.blob)
 
 
 def delete_blob_quietly(name: str | None) -> Op[None]:
@@ -105,11 +113,9 @@ def value_of(rules: CacheRules, row: Row | None, *, slide_due: bool = True) -> O
     pointer = rules.pointer_of(row.entity)
     try:
         if pointer is not None:
-            try:
-                stored = yield ReadBlob(pointer.name, pointer.size)
-            except ResourceNotFoundError:
+            stored = yield from blobs.read(rules, pointer, row.entity)
+            if stored is None:
                 return _REREAD
-            rules.verify_blob(pointer, stored, row.entity)
         value = rules.value_of(row.entity, stored)
     except SessionDecodeError as exc:
         # Tampered, copied from another row, undecryptable or corrupt: a miss,
@@ -156,7 +162,7 @@ def set_(rules: CacheRules, key: object, value: Any, ttl: object = DEFAULT) -> O
     pk, rk = rules.keys(key)
     expiry = rules.ttl(ttl)
     prepared = rules.prepare(rk, value)  # raises before any write
-    yield from upload(prepared)
+    prepared = yield from upload(rules, prepared)
     yield UpsertEntity(rules.entity(pk, rk, prepared, rules.expiry_columns(expiry, rules.now())))
 
 
@@ -170,7 +176,7 @@ def add(rules: CacheRules, key: object, value: Any, ttl: object = DEFAULT) -> Op
     pk, rk = rules.keys(key)
     expiry = rules.ttl(ttl)
     prepared = rules.prepare(rk, value)
-    yield from upload(prepared)
+    prepared = yield from upload(rules, prepared)
     token = new_write_token()
     rounds = Rounds(rules, "add")
     while True:
@@ -268,7 +274,7 @@ def incr(rules: CacheRules, key: object, delta: int) -> Op[int]:
         current = yield from _int_of(rules, row)
         written = current + delta
         prepared = rules.prepare(rk, written)
-        yield from upload(prepared)
+        prepared = yield from upload(rules, prepared)
         pointer_written = prepared.pointer_name
         entity = rules.entity(pk, rk, prepared, rules.kept_expiry(row.entity))
         entity.update(rules.counter_columns(row.entity, token))

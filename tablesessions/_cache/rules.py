@@ -226,7 +226,9 @@ class CacheRules(RecordRules):
         pointer: BlobPointer | None = None
         blob = None
         if self.overflows(stored):
-            pointer = self.new_pointer(row_key, stored)
+            # The digest comes with the upload (``ops.upload``: its ETag), so no
+            # pass over the bytes here.
+            pointer = BlobPointer(self.new_blob_name(row_key), len(stored), "")
             blob = (pointer.name, stored)
         return Prepared({COL_VERSION: FORMAT_VERSION, COL_CODEC: codec,
                          **self.payload_columns(stored, pointer)}, blob)

@@ -171,3 +171,33 @@ async def test_on_storage_error_empty_degrades_to_misses(make_cache: MakeCache,
     assert cache.stats.write_errors_absorbed == 3
     with pytest.raises(StorageNotFoundError):
         await cache.incr("k")  # never absorbed: a counter must not pass silently
+
+
+async def test_overflow_pointers_carry_the_uploads_etag_and_a_rewritten_blob_is_a_miss(
+        make_cache: MakeCache, raw: RawStorage, caplog: pytest.LogCaptureFixture) -> None:
+    import hashlib
+
+    cache = await make_cache(inline_budget=BUDGET)
+    await cache.set("one", _big("a"))
+    assert await cache.set_many({"two": _big("b"), "small": "s"}) == []
+    rows = {r["RowKey"]: r for r in raw.rows()}
+    from tablesessions._cache.rules import row_key_for
+
+    for key in ("one", "two"):  # no SHA-256 on the write: the upload's ETag binds the blob
+        row = rows[row_key_for(key)]
+        etag = raw.container.get_blob_client(row["BlobName"]).get_blob_properties().etag
+        assert row["BlobDigest"] == f"etag:{etag}"
+    assert await cache.get_many(["one", "two", "small"]) == {
+        "one": await cache.get("one"), "two": await cache.get("two"), "small": "s"}
+    # A row written before ETag pointers (SHA-256 of the payload) still reads.
+    old = rows[row_key_for("two")]
+    data = raw.container.download_blob(old["BlobName"]).readall()
+    old["BlobDigest"] = hashlib.sha256(data).hexdigest()
+    raw.table.update_entity(old)
+    assert (await cache.get("two"))[:1] == b"b"
+    # The blob rewritten in place (same name, new ETag): a miss, never its bytes.
+    name = rows[row_key_for("one")]["BlobName"]
+    raw.container.upload_blob(name, b"x" * len(data), overwrite=True)
+    with caplog.at_level(logging.WARNING, logger="tablesessions.security"):
+        assert await cache.get("one", default="miss") == "miss"
+    assert any(r.name == "tablesessions.security" for r in caplog.records)
