@@ -337,6 +337,16 @@ def _adopt(session: Session, merged: dict[str, EncodedKey], fresh: dict[str, Enc
 
 def _forget(session: Session, why: str) -> None:
     logger.info("session %s %s", log_id(row_key_for(session.id)), why)
+    # Values not yet decoded come from the stored copy that is dropped here:
+    # decode them first, so that code reading the session after a logout (its
+    # own, or one another request made that this save found) sees what it had,
+    # not an error. One that fails to decode is dropped: the row is gone anyway.
+    for key in [k for k, v in session._data.items() if v is PENDING]:
+        try:
+            session[key]
+        except SessionDecodeError:
+            del session._data[key]
+    session._read.clear()
     session._stored = None
     session._changed.clear()
     session._force = False

@@ -241,3 +241,30 @@ async def test_key_rotation_skips_expired_rows(make_store: MakeStore, clock: Fak
     assert report.rotated == 0 and report.skipped == 1
     assert await rotating.get(sid) is None
 
+
+
+async def test_a_session_found_logged_out_can_still_be_read(make_store: MakeStore) -> None:
+    """A request whose save meets another request's logout keeps its in-memory
+    view: values it never decoded are still readable, and saving again writes
+    nothing (found by the hypothesis model: reading them raised AssertionError)."""
+    store = await make_store()
+    sid = await _saved(store, user="alice", cart=["x"], n=1)
+    a = await store.get(sid)  # nothing decoded yet
+    await store.delete(await store.get(sid))  # logout in another request
+    a["n"] = 2
+    await store.save(a)  # meets the tombstone: forgotten
+    assert a.is_deleted
+    assert (a["user"], a["cart"], a["n"]) == ("alice", ["x"], 2)
+    a["n"] = 3
+    await store.save(a)
+    assert await store.get(sid) is None
+
+
+async def test_a_session_deleted_here_can_still_be_read(make_store: MakeStore) -> None:
+    store = await make_store()
+    sid = await _saved(store, user="alice")
+    a = await store.get(sid)
+    await store.delete(a)
+    assert a.is_deleted and a.get("user") == "alice"
+    await store.save(a)
+    assert await store.get(sid) is None
