@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._record.face import RecordFace
-from ._record.face import env_source as _env_source
 from ._sessions.ids import is_valid_session_id
 from ._sessions.rules import Rules
 from .config import (
@@ -61,21 +60,12 @@ def make_config(
                        **timeouts, **extra)
 
 
-def env_source(environ: Mapping[str, str] | None) -> tuple[str | None, tuple[str, str] | None,
-                                                            dict[str, Any]]:
-    """Read (connection string, (table, blob) endpoints, session options) from the
-    environment (``_record.face.env_source`` with the session settings).
-
-    :raises ValueError: when neither a connection string nor both endpoints are set.
-    """
-    return _env_source(environ, settings_from_env)
-
-
 class StoreBase(RecordFace):
     """Session config and rules; ``RecordFace`` adds the failure policy and the
     sync or async face (``_record.sync_face``, ``_record.async_face``) the I/O."""
 
     config: StoreConfig
+    _env_settings = staticmethod(settings_from_env)
 
     def __init__(self, config: StoreConfig) -> None:
         super().__init__(config)

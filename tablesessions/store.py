@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._base import StoreBase, env_source, make_config
-from ._record.clients import default_endpoints
+from ._base import StoreBase, make_config
 from ._record.sync_face import SyncFace, connection_string_clients, endpoint_clients
 from ._sessions import ops as _ops
 from ._sessions.rotation import RotationReport
@@ -82,32 +81,7 @@ class SessionStore(StoreBase, SyncFace):
         store._attach(*connection_string_clients(config, conn_str), None)
         return store
 
-    @classmethod
-    def from_account(cls, account_name: str, *, credential: Any = None,
-                     **options: Any) -> SessionStore:
-        """Connect to a public-cloud account by name with a token credential."""
-        table, blob = default_endpoints(account_name)
-        return cls(table, blob, credential=credential, **options)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, credential: Any = None,
-                 **options: Any) -> SessionStore:
-        """Connect using the ``TABLESESSIONS_*`` environment variables (see ``config``).
-
-        Explicit ``options`` win over the environment.
-        """
-        conn, endpoints, env_options = env_source(environ)
-        merged = {**env_options, **options}
-        if conn is not None:
-            return cls.from_connection_string(conn, **merged)
-        assert endpoints is not None
-        return cls(*endpoints, credential=credential, **merged)
-
     # -- public API ----------------------------------------------------------
-    def create_storage(self) -> None:
-        """Create the table and the overflow container if missing. Idempotent."""
-        self._run(_ops.create_storage(), background=True)
-
     def get(self, session_id: str | None) -> Session | None:
         """Return the live session with this id, or None.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import inspect
 import logging
@@ -115,35 +116,46 @@ def face_kind(request: pytest.FixtureRequest) -> str:
 MakeStore = Callable[..., Any]
 
 
-@pytest.fixture
-async def make_store(
-    face_kind: str,
-    azurite: AzuriteServer,
-    storage_names: tuple[str, str],
-    request_counter: RequestCounter,
-    clock: FakeClock,
-) -> AsyncIterator[MakeStore]:
-    """Build stores of this test's face on a fresh table; the first has its storage
-    created. All share the request counter (reset after set-up) and the clock."""
-    made: list[Face] = []
+@contextlib.asynccontextmanager
+async def fresh_faces(classes: tuple[Any, Any], wrap: Callable[[Any], Any], face_kind: str,
+                      azurite: AzuriteServer, storage_names: tuple[str, str],
+                      request_counter: RequestCounter, clock: FakeClock
+                      ) -> AsyncIterator[Callable[..., Any]]:
+    """A builder of stores (or caches) of this test's face on a fresh table; the
+    first has its storage created. All share the request counter (reset after
+    set-up) and the clock; all are closed at the end. ``classes``: (sync, async);
+    ``wrap`` puts either behind one awaitable interface."""
+    made: list[Any] = []
     table, container = storage_names
 
-    async def make(conn: str | None = None, **options: Any) -> Face:
+    async def make(conn: str | None = None, **options: Any) -> Any:
         options.setdefault("table_name", table)
         options.setdefault("container_name", container)
         options.setdefault("clock", clock)
         options.setdefault("client_options", request_counter.client_options())
-        cls = tablesessions.aio.SessionStore if face_kind == "async" else tablesessions.SessionStore
-        face = Face(cls.from_connection_string(conn or azurite.connection_string, **options))
+        cls = classes[1] if face_kind == "async" else classes[0]
+        face = wrap(cls.from_connection_string(conn or azurite.connection_string, **options))
         if not made:
             await face.create_storage()
         made.append(face)
         request_counter.reset()
         return face
 
-    yield make
-    for face in made:
-        await face.close()
+    try:
+        yield make
+    finally:
+        for face in made:
+            await face.close()
+
+
+@pytest.fixture
+async def make_store(face_kind: str, azurite: AzuriteServer, storage_names: tuple[str, str],
+                     request_counter: RequestCounter, clock: FakeClock
+                     ) -> AsyncIterator[MakeStore]:
+    """Build stores of this test's face (see :func:`fresh_faces`)."""
+    async with fresh_faces((tablesessions.SessionStore, tablesessions.aio.SessionStore), Face,
+                           face_kind, azurite, storage_names, request_counter, clock) as make:
+        yield make
 
 
 def pytest_report_header(config: pytest.Config) -> str:

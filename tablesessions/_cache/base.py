@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._record.face import RecordFace
-from .._record.face import env_source as _env_source
 from ..config import CacheConfig, TimeoutLike, cache_settings_from_env
 from .rules import CacheRules
 
@@ -26,20 +25,12 @@ def make_cache_config(table_name: str, container_name: str, app_name: str,
                        default_ttl=default_ttl, **options)  # type: ignore[arg-type]
 
 
-def cache_env_source(environ: Mapping[str, str] | None
-                     ) -> tuple[str | None, tuple[str, str] | None, dict[str, Any]]:
-    """(connection string, (table, blob) endpoints, cache options) from the environment.
-
-    :raises ValueError: when neither a connection string nor both endpoints are set.
-    """
-    return _env_source(environ, cache_settings_from_env)
-
-
 class CacheBase(RecordFace):
     """Cache config and rules; the sync or async face adds the I/O."""
 
     config: CacheConfig
     record_kind = "cache"
+    _env_settings = staticmethod(cache_settings_from_env)
 
     def __init__(self, config: CacheConfig) -> None:
         super().__init__(config)

@@ -242,6 +242,13 @@ def touch(rules: CacheRules, key: object, ttl: object = DEFAULT) -> Op[bool]:
             yield from backoff(rounds, "touch")
 
 
+def decr(rules: CacheRules, key: object, delta: int) -> Op[int]:
+    """``incr`` by ``-delta``. :raises TypeError: when ``delta`` is not an int."""
+    if type(delta) is not int:
+        raise TypeError(f"delta must be an int, not {type(delta).__name__}")
+    return (yield from incr(rules, key, -delta))
+
+
 def incr(rules: CacheRules, key: object, delta: int) -> Op[int]:
     """Add ``delta`` atomically; return the new value (2 calls without contention).
 

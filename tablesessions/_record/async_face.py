@@ -36,7 +36,7 @@ from .effects import (
     Sleep,
     TimeLeft,
 )
-from .face import RecordFace
+from .face import RecordFace, create_storage_op
 from .failure import storage_not_found
 from .per_loop import PerLoop
 
@@ -124,7 +124,12 @@ class AsyncFace(RecordFace):
                         tb: TracebackType | None) -> None:
         await self.close()
 
+    async def create_storage(self) -> None:
+        """Create the table and the overflow container if missing. Idempotent."""
+        await self._run(create_storage_op(), background=True)
+
     # -- running core operations ------------------------------------------------
+
     async def _run(self, op: Op[T], *, kind: Any = None, default: Any = None,
                    background: bool = False, per_call: bool = False) -> T:
         # Request path: one deadline for the whole operation. Background work

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ..config import ENV_BLOB_ENDPOINT, ENV_CONNECTION_STRING, ENV_TABLE_ENDPOINT, RecordConfig
 from ..retry import Deadline, RetryPolicy
+from .clients import default_endpoints
+from .effects import CreateStorage, Op
 from .failure import StoreStats, absorb
+
+F = TypeVar("F", bound="RecordFace")
 
 
 def env_source(environ: Mapping[str, str] | None,
@@ -34,6 +38,11 @@ def env_source(environ: Mapping[str, str] | None,
                      f"{ENV_BLOB_ENDPOINT} (with a token credential)")
 
 
+def create_storage_op() -> Op[None]:
+    """The table and the overflow container, created if missing (``create_storage``)."""
+    yield CreateStorage()
+
+
 class RecordFace:
     """Config, counters and the failure policy of one face."""
 
@@ -41,9 +50,42 @@ class RecordFace:
     #: What the failure log lines call a record.
     record_kind = "session"
 
+    @staticmethod
+    def _env_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+        """This record type's options from the environment (``StoreConfig``'s
+        ``TABLESESSIONS_*`` or ``CacheConfig``'s ``TABLESESSIONS_CACHE_*`` names)."""
+        raise NotImplementedError
+
     def __init__(self, config: RecordConfig) -> None:
         self.config = config
         self.stats = StoreStats()
+
+    # Both constructors below build through the concrete face's own
+    # ``__init__(table_endpoint, blob_endpoint, *, credential=..., **options)``
+    # and ``from_connection_string``, which every store and cache defines.
+    @classmethod
+    def from_account(cls: type[F], account_name: str, *, credential: Any = None,
+                     **options: Any) -> F:
+        """Connect to a public-cloud account by name with a token credential."""
+        table, blob = default_endpoints(account_name)
+        build: Any = cls
+        return build(table, blob, credential=credential, **options)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_env(cls: type[F], environ: Mapping[str, str] | None = None, *,
+                 credential: Any = None, **options: Any) -> F:
+        """Connect using ``TABLESESSIONS_CONNECTION_STRING`` (or the two endpoint
+        variables) and this record type's settings variables (docs/configuration.md).
+
+        Explicit ``options`` win over the environment.
+        """
+        conn, endpoints, env_options = env_source(environ, cls._env_settings)
+        merged = {**env_options, **options}
+        build: Any = cls
+        if conn is not None:
+            return build.from_connection_string(conn, **merged)  # type: ignore[no-any-return]
+        assert endpoints is not None
+        return build(*endpoints, credential=credential, **merged)  # type: ignore[no-any-return]
 
     @property
     def table_name(self) -> str:

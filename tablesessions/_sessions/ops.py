@@ -22,7 +22,6 @@ from azure.core.exceptions import (
 from .._record import blobs
 from .._record.contention import Rounds
 from .._record.effects import (
-    CreateStorage,
     DeleteBlob,
     InsertEntity,
     Op,
@@ -53,10 +52,6 @@ security_logger = logging.getLogger("tablesessions.security")
 #: How often a reader re-reads the entity when the blob it points to was just
 #: replaced and deleted by a concurrent save, before calling it corruption.
 MAX_POINTER_REREADS = 3
-
-
-def create_storage() -> Op[None]:
-    yield CreateStorage()
 
 
 def get(rules: Rules, session_id: object) -> Op[Session | None]:

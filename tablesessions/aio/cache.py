@@ -15,20 +15,14 @@ from typing import Any
 from .._cache import many as _many
 from .._cache import ops as _ops
 from .._cache import stats as _stats
-from .._cache.base import DEFAULT_TTL_SECONDS, CacheBase, cache_env_source, make_cache_config
+from .._cache.base import DEFAULT_TTL_SECONDS, CacheBase, make_cache_config
 from .._cache.rules import DEFAULT, MAX_KEY_LENGTH, MISSING
 from .._record import sweep as _sweep
 from .._record.async_face import AsyncFace, connection_string_clients, endpoint_clients
-from .._record.clients import default_endpoints
-from .._record.effects import CreateStorage, Op
 from ..config import TimeoutLike
 from ..models import CacheStats, SweepReport
 
 __all__ = ["DEFAULT", "MAX_KEY_LENGTH", "TableCache"]
-
-
-def _create_storage() -> Op[None]:
-    yield CreateStorage()
 
 
 class TableCache(CacheBase, AsyncFace):
@@ -100,30 +94,7 @@ class TableCache(CacheBase, AsyncFace):
         cache._attach(connection_string_clients(config, conn_str), None)
         return cache
 
-    @classmethod
-    def from_account(cls, account_name: str, *, credential: Any = None,
-                     **options: Any) -> TableCache:
-        """Connect to a public-cloud account by name with a token credential."""
-        table, blob = default_endpoints(account_name)
-        return cls(table, blob, credential=credential, **options)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, credential: Any = None,
-                 **options: Any) -> TableCache:
-        """Connect using ``TABLESESSIONS_CONNECTION_STRING`` (or the two endpoint
-        variables) and the ``TABLESESSIONS_CACHE_*`` names; explicit ``options`` win."""
-        conn, endpoints, env_options = cache_env_source(environ)
-        merged = {**env_options, **options}
-        if conn is not None:
-            return cls.from_connection_string(conn, **merged)
-        assert endpoints is not None
-        return cls(*endpoints, credential=credential, **merged)
-
     # -- public API ----------------------------------------------------------
-    async def create_storage(self) -> None:
-        """Create the table and the overflow container if missing. Idempotent."""
-        await self._run(_create_storage(), background=True)
-
     async def get(self, key: str, default: Any = None) -> Any:
         """Return the live value of ``key``, or ``default``. 1 call (2 for an
         overflowed value; one more when a sliding entry is extended).
@@ -184,9 +155,7 @@ class TableCache(CacheBase, AsyncFace):
 
     async def decr(self, key: str, delta: int = 1) -> int:
         """``incr(key, -delta)``."""
-        if type(delta) is not int:
-            raise TypeError(f"delta must be an int, not {type(delta).__name__}")
-        return await self._run(_ops.incr(self._rules, key, -delta))
+        return await self._run(_ops.decr(self._rules, key, delta))
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return ``{key: value}`` for the keys with a live entry: one query per

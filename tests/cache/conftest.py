@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+import pickle
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,7 +13,9 @@ import pytest
 import tablesessions
 import tablesessions.aio
 from tablesessions.testing import AzuriteServer, RequestCounter
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, fresh_faces
+
+from . import planted
 
 
 class CacheFace:
@@ -42,27 +45,10 @@ MakeCache = Callable[..., Any]
 async def make_cache(face_kind: str, azurite: AzuriteServer, storage_names: tuple[str, str],
                      request_counter: RequestCounter, clock: FakeClock
                      ) -> AsyncIterator[MakeCache]:
-    """Build caches of this test's face on a fresh table; the first creates the
-    storage. All share the request counter (reset after each is built) and the clock."""
-    made: list[CacheFace] = []
-    table, container = storage_names
-
-    async def make(conn: str | None = None, **options: Any) -> CacheFace:
-        options.setdefault("table_name", table)
-        options.setdefault("container_name", container)
-        options.setdefault("clock", clock)
-        options.setdefault("client_options", request_counter.client_options())
-        cls = tablesessions.aio.TableCache if face_kind == "async" else tablesessions.TableCache
-        face = CacheFace(cls.from_connection_string(conn or azurite.connection_string, **options))
-        if not made:
-            await face.create_storage()
-        made.append(face)
-        request_counter.reset()
-        return face
-
-    yield make
-    for face in made:
-        await face.close()
+    """Build caches of this test's face (see ``tests.conftest.fresh_faces``)."""
+    async with fresh_faces((tablesessions.TableCache, tablesessions.aio.TableCache), CacheFace,
+                           face_kind, azurite, storage_names, request_counter, clock) as make:
+        yield make
 
 
 @pytest.fixture
@@ -98,3 +84,22 @@ def raw(azurite: AzuriteServer, storage_names: tuple[str, str]) -> Any:
     storage = RawStorage(azurite.connection_string, *storage_names)
     yield storage
     storage.close()
+
+
+@pytest.fixture(autouse=True)
+def _clear_ran() -> None:
+    planted.RAN.clear()
+
+
+@pytest.fixture
+def loads_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every call of pickle.loads, recorded before it runs."""
+    calls: list[bytes] = []
+    real = pickle.loads
+
+    def spy(data: Any, /, **kwargs: Any) -> Any:
+        calls.append(bytes(data))
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(pickle, "loads", spy)  # the module attribute the signer calls
+    return calls

@@ -6,49 +6,17 @@ import hashlib
 import hmac
 import logging
 import pickle
-from typing import Any
 
 import pytest
 
 from tablesessions.exceptions import TableSessionsError
 from tablesessions.signed_pickle import MAGIC, PickleSigner, Unverified
 
+from .planted import RAN, Payload
+
 SECRET_DATA = "card-4111-1111-1111-1111"
 SECRET = "s3cret-key-material"
 
-# What a pickle payload ran when it was loaded: the proof that loading runs code.
-RAN: list[str] = []
-
-
-def _record(marker: str) -> str:
-    RAN.append(marker)
-    return marker
-
-
-class Payload:
-    """Loading its pickle calls _record: a stand-in for an attacker's os.system."""
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return _record, ("payload ran",)
-
-
-@pytest.fixture(autouse=True)
-def _clear_ran() -> None:
-    RAN.clear()
-
-
-@pytest.fixture
-def loads_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every call of pickle.loads made by signed_pickle, recorded before it runs."""
-    calls: list[bytes] = []
-    real = pickle.loads
-
-    def spy(data: Any, /, **kwargs: Any) -> Any:
-        calls.append(bytes(data))
-        return real(data, **kwargs)
-
-    monkeypatch.setattr(pickle, "loads", spy)  # the module signed_pickle calls
-    return calls
 
 
 def _refused(signer: PickleSigner, data: bytes) -> None:

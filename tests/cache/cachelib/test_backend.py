@@ -28,40 +28,9 @@ from tablesessions.signed_pickle import PickleSigner
 from tablesessions.testing import AzuriteServer, RequestCounter
 from tests.conftest import CANARY, FakeClock
 
+from ..planted import RAN, Payload
 from ..raw_rows import raw_entities, stored_text
 from .conftest import SECRET
-
-RAN: list[str] = []
-
-
-def _record(marker: str) -> str:
-    RAN.append(marker)
-    return marker
-
-
-class Payload:
-    """Unpickling this calls _record: what a planted pickle would do with os.system."""
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return _record, ("payload ran",)
-
-
-@pytest.fixture(autouse=True)
-def _clear_ran() -> None:
-    RAN.clear()
-
-
-@pytest.fixture
-def loads_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    calls: list[bytes] = []
-    real = pickle.loads
-
-    def spy(data: Any, /, **kwargs: Any) -> Any:
-        calls.append(bytes(data))
-        return real(data, **kwargs)
-
-    monkeypatch.setattr(pickle, "loads", spy)
-    return calls
 
 
 def test_exported_members() -> None:
