@@ -145,3 +145,22 @@ def test_without_orjson_the_stdlib_parser_decodes(monkeypatch: pytest.MonkeyPatc
     fragment, segments = encode_value("k", value)
     monkeypatch.setattr(serialization, "_orjson_loads", None)
     assert _same(decode_value(fragment, iter(segments)), value)
+
+
+@SETTINGS
+@given(values)
+def test_the_plain_check_skips_the_walk_only_where_the_walk_writes_the_same(value: Any) -> None:
+    """The referents check, the level scan and no fast path at all give the same
+    bytes or the same error, for values mixing every supported type, tuples,
+    tag-shaped keys, NaN and ints past 64 bits."""
+    outcomes: list[object] = []
+    for referents, fast in ((True, True), (False, True), (False, False)):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(serialization, "_REFERENTS_ARE_VALUES", referents)
+            if not fast:
+                patch.setattr(serialization, "_plain", lambda value, floats=True: False)
+            try:
+                outcomes.append(encode_value("k", value))
+            except TypeError as exc:
+                outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1] == outcomes[2]

@@ -212,7 +212,12 @@ def _outcome(value: Any) -> tuple[bytes, list[bytes]] | str:
      (float("nan"), False),
      ([1, [2, [3.5, [float("-inf")]]]], False), ({"a": {"b": [_IntLike(1)]}}, False)],
 )
-def test_what_counts_as_plain_json(value: Any, plain: bool) -> None:
+@pytest.mark.parametrize("by_referents", [True, False], ids=["referents", "by-levels"])
+def test_what_counts_as_plain_json(value: Any, plain: bool, by_referents: bool,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both ways of collecting a level's values give the answer: gc.get_referents
+    # (CPython) and dict.values (the fallback for another interpreter).
+    monkeypatch.setattr(serialization, "_REFERENTS_ARE_VALUES", by_referents)
     assert serialization._plain(value) is plain
 
 
@@ -221,3 +226,54 @@ def test_the_plain_check_keeps_the_depth_limit() -> None:
     assert serialization._plain(_nested_dicts(MAX_DEPTH - 1))
     assert not serialization._plain(_nested_lists(MAX_DEPTH))
     assert not serialization._plain(_nested_dicts(MAX_DEPTH))
+
+
+class _Attrs:
+    def __init__(self) -> None:
+        self.price, self.tags = 9.5, ["a", (1, 2)]
+
+
+_PLAIN_PROBES: list[Any] = [
+    {"cart": [{"sku": "A-1", "qty": 2, "price": 9.5, "opts": {"size": "M"}}] * 3},
+    {"k": [1, (2,)]}, {"a": {"b": [{"c": {}}]}},
+    vars(_Attrs()),  # a split-table dict, whose values CPython keeps apart from the keys
+    [vars(_Attrs())["tags"]], [[], [[]], [{}]], {"u": [uuid.UUID(int=3)]}, [_IntLike(2)],
+    {"f": [1.5, float("nan")]}, [{"d": dt.date(2024, 1, 1)}], [b"raw"], [{1, 2}],
+    {"k": "v", "x": None}, [Decimal("1")], {"deep": _nested_lists(MAX_DEPTH - 2)},
+]
+
+
+@pytest.mark.parametrize("value", _PLAIN_PROBES)
+@pytest.mark.parametrize("floats", [True, False])
+def test_the_referents_check_agrees_with_the_level_scan(value: Any, floats: bool) -> None:
+    """The fast plain check (one gc.get_referents call per level) gives the same
+    answer as collecting each level's values with dict.values, the way it is
+    done where the probe fails."""
+    assert serialization._REFERENTS_ARE_VALUES
+    expected = serialization._plain_by_levels(value, floats=floats) \
+        if type(value) in (dict, list) else None
+    assert serialization._plain(value, floats=floats) is expected
+
+
+@pytest.mark.parametrize("value", [*_PLAIN_PROBES, {1: "int key", 2: [3]}, {(1, 2): "tuple key"},
+                                   [{"ok": 1, 3: "int key inside"}]])
+def test_both_checks_lead_to_the_same_bytes_or_error(value: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # A dict with non-str keys: the referents include its keys, so the two checks
+    # may differ (a tuple key is "not plain" to one, left to orjson by the other),
+    # but either way the walk refuses it with the same error.
+    fast = _outcome(value)
+    monkeypatch.setattr(serialization, "_REFERENTS_ARE_VALUES", False)
+    assert fast == _outcome(value)
+
+
+def test_the_referents_probe_holds_here_and_would_catch_a_traversal_that_skips_values(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert serialization._referents_are_values()  # CPython: dicts and lists visit every value
+    import gc
+
+    def skips_atoms(*objs: Any) -> list[Any]:  # a traversal that visits only containers
+        return [v for v in gc.get_referents(*objs) if isinstance(v, (dict, list))]
+
+    monkeypatch.setattr(serialization, "_referents", skips_atoms)
+    assert not serialization._referents_are_values()
