@@ -31,7 +31,10 @@ IDLE = dt.timedelta(minutes=20)
 #: The refresh scenario moves its clock 11 minutes per iteration; with the
 #: default 12 h absolute timeout the cap would soon stop refreshes.
 LONG_ABSOLUTE = dt.timedelta(days=3650)
-GET_MODIFY_TARGET = 0.9
+#: Issue 18's targets: get and modify+save at 1 and 64 KiB within 3 % of the
+#: floor, every other scenario of the main table within 10 %.
+GET_MODIFY_TARGET = 0.97
+MAIN_TARGET = 0.9
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ def inline_scenarios(rig: Rig, size: int, plan: Plan) -> list[Comparison]:
                                      "WriteToken": secrets.token_hex(8)})
 
     results.append(compare(f"new+save {label}", lib_new, floor_new, iterations=iterations,
-                           warmup=plan.warmup,
+                           warmup=plan.warmup, target=MAIN_TARGET,
                            notes=f"floor: 1 create_entity of the same {stored_bytes:,}-byte "
                                  "stored payload"))
 
@@ -228,7 +231,7 @@ def inline_scenarios(rig: Rig, size: int, plan: Plan) -> list[Comparison]:
                                         mode=UpdateMode.MERGE)
 
         results.append(compare(f"refresh {label}", lib_refresh, floor_refresh,
-                               iterations=iterations, warmup=plan.warmup,
+                               iterations=iterations, warmup=plan.warmup, target=MAIN_TARGET,
                                notes="save() of an unmodified session due for refresh; "
                                      "floor: 1 merge of the expiry column"))
     finally:
@@ -236,11 +239,21 @@ def inline_scenarios(rig: Rig, size: int, plan: Plan) -> list[Comparison]:
     return results
 
 
-def overflow_scenarios(rig: Rig, size: int, plan: Plan) -> list[Comparison]:
-    """new+save and get of a session holding ``size`` incompressible bytes (a blob)."""
+def overflow_scenarios(rig: Rig, size: int, plan: Plan, *,
+                       compressible: bool = False) -> list[Comparison]:
+    """new+save, get and modify+save of a session overflowed to a blob: ``size``
+    incompressible bytes, or (``compressible``) ``size`` bytes of cart-like JSON
+    that zlib takes to about a fifth."""
     iterations = plan.overflow_1m if size <= MIB else plan.overflow_5m
-    label = f"{size // MIB} MiB"
-    data: dict[str, Any] = {**session_data(KIB), "upload": incompressible(size)}
+    label = f"{size // MIB} MiB" + (" JSON" if compressible else "")
+    data: dict[str, Any] = {**session_data(KIB)}
+    if compressible:
+        # 64 KiB of cart items repeated (the same dicts, which the encoder writes
+        # out each time): building a fresh 16 MiB cart item by item takes minutes.
+        items = session_data(64 * KIB)["cart"]
+        data["history"] = items * max(1, size // (64 * KIB))
+    else:
+        data["upload"] = incompressible(size)
     store = rig.store
     results: list[Comparison] = []
 
@@ -275,7 +288,7 @@ def overflow_scenarios(rig: Rig, size: int, plan: Plan) -> list[Comparison]:
         rig.table.delete_entity(pk, rk)
 
     results.append(compare(f"overflow new+save {label}", lib_new, floor_new,
-                           iterations=iterations, warmup=min(plan.warmup, 3),
+                           iterations=iterations, warmup=min(plan.warmup, 3), target=MAIN_TARGET,
                            notes=f"{len(blob_bytes):,}-byte blob; floor: upload_blob + "
                                  "create_entity of the pointer"))
 
@@ -293,7 +306,42 @@ def overflow_scenarios(rig: Rig, size: int, plan: Plan) -> list[Comparison]:
             rig.container.download_blob(name).readall()
 
     results.append(compare(f"overflow get {label}", lib_get, floor_get, iterations=iterations,
-                           warmup=min(plan.warmup, 3),
+                           warmup=min(plan.warmup, 3), target=MAIN_TARGET,
                            notes="floor: get_entity + download_blob().readall()"))
-    store.delete(seed)
+
+    # -- modify + save -----------------------------------------------------------------
+    loaded = store.get(seed.id)
+    assert loaded is not None
+    session = loaded
+    floor_entity = {**template, "PartitionKey": pk, "RowKey": rk, "BlobName": name}
+    floor_etag = [str(rig.table.get_entity(pk, rk).metadata["etag"])]
+
+    def lib_modify(watch: Stopwatch) -> None:
+        with watch:
+            session["visits"] = session["visits"] + 1
+            store.save(session)
+
+    def floor_modify(watch: Stopwatch) -> None:
+        # What any overflow store must do to change a session whose payload is a
+        # blob: write a new blob, point the row at it (conditionally), delete the
+        # old one. The library does the same three calls.
+        with watch:
+            old = floor_entity["BlobName"]
+            new_name = f"floor/{rk}/{secrets.token_urlsafe(18)}"
+            rig.container.upload_blob(new_name, blob_bytes, overwrite=False)
+            floor_entity.update(BlobName=new_name, ExpiresAt=utcnow() + IDLE,
+                                WriteToken=secrets.token_hex(8))
+            meta = rig.table.update_entity(floor_entity, mode=UpdateMode.REPLACE,
+                                           etag=floor_etag[0],
+                                           match_condition=MatchConditions.IfNotModified)
+            floor_etag[0] = meta["etag"]
+            rig.container.delete_blob(old)
+
+    results.append(compare(f"overflow modify+save {label}", lib_modify, floor_modify,
+                           iterations=iterations, warmup=min(plan.warmup, 3), target=MAIN_TARGET,
+                           notes="one small key changed; floor: upload_blob of the new blob + "
+                                 "update_entity (replace, If-Match) + delete_blob of the old"))
+    store.delete(session)
+    rig.container.delete_blob(str(floor_entity["BlobName"]))
+    rig.table.delete_entity(pk, rk)
     return results

@@ -48,15 +48,15 @@ DOCUMENTED_CALLS = {
 SCENARIOS = [
     *(f"{op} {size}" for size in ("1 KiB", "64 KiB")
       for op in ("new+save", "get", "modify+save", "refresh")),
-    *(f"overflow {op} {size}" for size in ("1 MiB", "5 MiB", "16 MiB")
-      for op in ("new+save", "get")),
+    *(f"overflow {op} {size}" for size in ("1 MiB", "4 MiB", "5 MiB", "16 MiB", "16 MiB JSON")
+      for op in ("new+save", "get", "modify+save")),
     "flask create", "flask read-only", "flask modify",
 ]
 LATENCY_SCENARIOS = [
     f"{name} @ +{ms} ms" for ms in (2, 10)
     for name in [*(f"{op} {size}" for size in ("1 KiB", "64 KiB")
                    for op in ("new+save", "get", "modify+save", "refresh")),
-                 "overflow new+save 1 MiB", "overflow get 1 MiB",
+                 "overflow new+save 1 MiB", "overflow get 1 MiB", "overflow modify+save 1 MiB",
                  "flask create", "flask read-only", "flask modify"]
 ]
 
