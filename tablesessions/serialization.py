@@ -49,18 +49,27 @@ _BIGINT_BITS = 12_000
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
 _dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True).encode
 _orjson_dumps: Callable[[Any], bytes] | None
+_orjson_dumps_with: Callable[..., bytes]
 try:  # the same compact JSON, ~15x faster than the stdlib's encoder (docs/performance.md)
     import orjson
 
-    _orjson_dumps = orjson.dumps
+    _orjson_dumps = _orjson_dumps_with = orjson.dumps
+    #: Datetimes and dates go to the hook, not orjson's own format.
+    _PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME
 except ImportError:  # pragma: no cover - a core dependency; the stdlib encoder still works
     _orjson_dumps = None
+    _PASSTHROUGH = 0
 
 
 _LEAF = frozenset({str, bool, type(None)})
 #: Leaves orjson writes as the walk would (floats are checked for NaN/infinity apart).
-_PLAIN = frozenset({str, int, bool, type(None)})
-_PLAIN_OR_CONTAINER = _PLAIN | {float, dict, list}
+_PLAIN: frozenset[type] = frozenset({str, int, bool, type(None)})
+_PLAIN_OR_CONTAINER: frozenset[type] = _PLAIN | {float, dict, list}
+#: Leaves the fast path tags through orjson's default hook (exact types only:
+#: subclasses, tuples, UUIDs and enums, which orjson would write natively or
+#: differently, go through the walk).
+_HOOKED: frozenset[type] = frozenset({bytes, dt.datetime, dt.date, Decimal})
+_FAST = _PLAIN_OR_CONTAINER | _HOOKED
 _chain = itertools.chain.from_iterable
 #: Deeper values are refused: JSON decoders recurse per level, so a deeper value
 #: could be written and then fail to read back (Python's own limit is ~1,000 frames).
@@ -83,23 +92,9 @@ def encode_value(key: str, value: Any) -> tuple[bytes, list[bytes]]:
         :data:`MAX_DEPTH` levels, or a value that contains itself (a cycle).
         Nothing is written: the save encodes before its first storage call.
     """
-    if _orjson_dumps is not None and _plain(value, floats=False):
-        # Plain JSON (the common case: nothing to tag, nothing to refuse): orjson
-        # writes exactly what it would write after the walk, which would only copy
-        # it (docs/performance.md).
-        try:
-            fragment = _orjson_dumps(value)
-        except TypeError:  # a non-str key, an int past 64 bits, a lone surrogate
-            pass
-        else:
-            # A dict whose first key starts with "$" may need escaping ({"$map"}):
-            # the walk decides. Inside a JSON string the quote would be escaped.
-            # orjson writes NaN and infinities as null: where there is a null,
-            # check the floats (the stdlib encoder writes those).
-            # (A one-byte search first: memchr, against ~45 us for the three bytes.)
-            if ((b"$" not in fragment or b'{"$' not in fragment)
-                    and (b"null" not in fragment or _plain(value))):
-                return fragment, []
+    fast = _fast(value)
+    if fast is not None:
+        return fast
     segments = _Segments()
     try:
         tagged = _tag(value, segments, 0)
@@ -116,6 +111,68 @@ def encode_value(key: str, value: Any) -> tuple[bytes, list[bytes]]:
         # A lone surrogate (valid in JSON, e.g. from a request body) cannot be
         # UTF-8: \u escapes carry it exactly, and the decoder reads them back.
         return _dumps_ascii(tagged).encode("ascii"), segments
+
+
+def _fast(value: Any) -> tuple[bytes, list[bytes]] | None:
+    """orjson's encoding of ``value`` in one call, when it is exactly what the walk
+    would write; else None (the walk decides, and may refuse the value).
+
+    That holds for exact str, int, float, bool, None, dict and list, and the
+    exact bytes, datetime, date and Decimal, which orjson hands to a hook that
+    tags them as the walk does (``_Hook``), at most :data:`MAX_DEPTH` deep
+    (:func:`_kinds` checks all that first). orjson itself refuses non-str keys,
+    ints past 64 bits and lone surrogates. Its output is then checked for what
+    the walk would write differently: a dict whose first key starts with "$" (it
+    may need the ``{"$map"}`` escape: one ``{"$`` more than the hook's tags; inside
+    a JSON string the quote would be escaped), and NaN or an infinity (orjson
+    writes null; where there is a null, the floats are checked). The ``$``
+    search is one memchr; ``null`` costs ~45 us per 64 KiB.
+    """
+    if _orjson_dumps is None:
+        return None
+    kinds = _kinds(value, _FAST, floats=False)
+    if kinds is None:
+        return None
+    try:
+        if kinds.isdisjoint(_HOOKED):
+            fragment, segments, tags = _orjson_dumps(value), _Segments(), 0
+        else:
+            hook = _Hook()
+            fragment = _orjson_dumps_with(value, default=hook, option=_PASSTHROUGH)
+            segments, tags = hook.segments, hook.tags
+    except TypeError:  # orjson.JSONEncodeError: a non-str key, a big int, a lone surrogate
+        return None
+    if b"$" in fragment and fragment.count(b'{"$') != tags:
+        return None
+    if float in kinds and b"null" in fragment and _kinds(value, _FAST, floats=True) is None:
+        return None
+    return fragment, segments
+
+
+class _Hook:
+    """orjson's default hook on the fast path: tags the exact bytes, datetime,
+    date and Decimal as ``_tag_other`` does (byte segments in document order,
+    the order orjson meets them in), and counts the tags it wrote."""
+
+    __slots__ = ("segments", "tags")
+
+    def __init__(self) -> None:
+        self.segments = _Segments()
+        self.tags = 0
+
+    def __call__(self, value: Any) -> dict[str, Any]:
+        kind = type(value)
+        self.tags += 1
+        if kind is bytes:
+            self.segments.append(value)
+            return {_BYTES: len(value)}
+        if kind is dt.datetime:
+            return {_DATETIME: value.isoformat()}
+        if kind is dt.date:
+            return {_DATE: value.isoformat()}
+        if kind is Decimal:
+            return {_DECIMAL: str(value)}
+        raise TypeError(kind.__name__)  # not reached: _kinds admits only the four
 
 
 class _Unsupported(Exception):
@@ -155,6 +212,14 @@ def _plain(value: Any, *, floats: bool = True) -> bool:
     surrogates are left to orjson, which refuses them; tag-named keys to a scan
     of its output.) ``floats=False`` skips the NaN/infinity check, for a caller
     that checks orjson's output for ``null`` instead.
+    """
+    return _kinds(value, _PLAIN_OR_CONTAINER, floats=floats) is not None
+
+
+def _kinds(value: Any, allowed: frozenset[type], *, floats: bool) -> set[type] | None:
+    """The exact types of ``value`` and of everything nested in it (dict values,
+    list items), when all are in ``allowed``, it is at most :data:`MAX_DEPTH`
+    deep and (with ``floats``) every float is finite; else None.
 
     Level by level, so that each step is a few C calls over all the values of a
     level instead of Python code per value. The values of a level come from
@@ -165,46 +230,51 @@ def _plain(value: Any, *, floats: bool = True) -> bool:
     next level is the referents of the whole level, with no filtering step.
     """
     kind = type(value)
-    if kind in _PLAIN:
-        return True
-    if kind is float:
-        return isfinite(value)
+    if kind not in allowed:
+        return None
+    if kind is float and floats and not isfinite(value):
+        return None
+    seen = {kind}
     if kind is not dict and kind is not list:
-        return False
+        return seen
     if not _REFERENTS_ARE_VALUES:
-        return _plain_by_levels(value, floats=floats)
+        return _kinds_by_levels(value, allowed, floats=floats)
     level: list[Any] = [value]
     depth = 1
     while True:
         if depth > MAX_DEPTH:
-            return False
+            return None
         level = _referents(*level)
         kinds = set(map(type, level))
-        if not kinds <= _PLAIN_OR_CONTAINER:
-            return False
+        if not kinds <= allowed:
+            return None
         if floats and float in kinds and not all(map(isfinite, _only(level, float))):
-            return False  # NaN or an infinity: only the stdlib encoder writes them
+            return None  # NaN or an infinity: only the stdlib encoder writes them
+        seen |= kinds
         if dict not in kinds and list not in kinds:
-            return True
+            return seen
         depth += 1
 
 
-def _plain_by_levels(value: dict[str, Any] | list[Any], *, floats: bool) -> bool:
-    """:func:`_plain` for an interpreter whose ``gc.get_referents`` does not yield
+def _kinds_by_levels(value: dict[str, Any] | list[Any], allowed: frozenset[type], *,
+                     floats: bool) -> set[type] | None:
+    """:func:`_kinds` for an interpreter whose ``gc.get_referents`` does not yield
     exactly the values (the same answer, from ``dict.values`` and the lists)."""
     dicts, lists = ([value], []) if type(value) is dict else ([], [value])
+    seen: set[type] = {type(value)}
     depth = 1
     while True:
         if depth > MAX_DEPTH:
-            return False
+            return None
         values = [*_chain(map(dict.values, dicts)), *_chain(lists)]
         kinds = set(map(type, values))
-        if not kinds <= _PLAIN_OR_CONTAINER:
-            return False
+        if not kinds <= allowed:
+            return None
         if floats and float in kinds and not all(map(isfinite, _only(values, float))):
-            return False
+            return None
+        seen |= kinds
         if dict not in kinds and list not in kinds:
-            return True
+            return seen
         dicts = list(_only(values, dict))
         lists = list(_only(values, list))
         depth += 1
@@ -215,7 +285,7 @@ def _referents_are_values() -> bool:
     values and items: dicts with str keys (split, combined, untracked because
     every value is atomic, and emptied), nested and empty lists. Atomic objects
     must give nothing. Anything else (another interpreter, a future CPython) and
-    :func:`_plain` uses :func:`_plain_by_levels`."""
+    :func:`_kinds` uses :func:`_kinds_by_levels`."""
 
     class _Probe:
         def __init__(self) -> None:

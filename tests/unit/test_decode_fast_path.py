@@ -150,15 +150,16 @@ def test_without_orjson_the_stdlib_parser_decodes(monkeypatch: pytest.MonkeyPatc
 @SETTINGS
 @given(values)
 def test_the_plain_check_skips_the_walk_only_where_the_walk_writes_the_same(value: Any) -> None:
-    """The referents check, the level scan and no fast path at all give the same
-    bytes or the same error, for values mixing every supported type, tuples,
+    """The fast path (orjson in one call, with its tagging hook) with either way
+    of collecting the values, and no fast path at all (the walk) give the same
+    bytes, segments and error, for values mixing every supported type, tuples,
     tag-shaped keys, NaN and ints past 64 bits."""
     outcomes: list[object] = []
     for referents, fast in ((True, True), (False, True), (False, False)):
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(serialization, "_REFERENTS_ARE_VALUES", referents)
             if not fast:
-                patch.setattr(serialization, "_plain", lambda value, floats=True: False)
+                patch.setattr(serialization, "_fast", lambda value: None)
             try:
                 outcomes.append(encode_value("k", value))
             except TypeError as exc:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -194,7 +195,7 @@ def test_plain_json_skips_the_walk_with_the_same_bytes(value: Any,
     """The check-only fast path writes exactly what the tagging walk writes, and
     leaves everything it cannot vouch for to the walk (which may refuse it)."""
     fast = _outcome(value)
-    monkeypatch.setattr(serialization, "_plain", lambda value, floats=True: False)
+    monkeypatch.setattr(serialization, "_fast", lambda value: None)
     assert fast == _outcome(value)
 
 
@@ -250,9 +251,9 @@ def test_the_referents_check_agrees_with_the_level_scan(value: Any, floats: bool
     answer as collecting each level's values with dict.values, the way it is
     done where the probe fails."""
     assert serialization._REFERENTS_ARE_VALUES
-    expected = serialization._plain_by_levels(value, floats=floats) \
-        if type(value) in (dict, list) else None
-    assert serialization._plain(value, floats=floats) is expected
+    for allowed in (serialization._PLAIN_OR_CONTAINER, serialization._FAST):
+        by_levels = serialization._kinds_by_levels(value, allowed, floats=floats)
+        assert serialization._kinds(value, allowed, floats=floats) == by_levels
 
 
 @pytest.mark.parametrize("value", [*_PLAIN_PROBES, {1: "int key", 2: [3]}, {(1, 2): "tuple key"},
@@ -277,3 +278,41 @@ def test_the_referents_probe_holds_here_and_would_catch_a_traversal_that_skips_v
 
     monkeypatch.setattr(serialization, "_referents", skips_atoms)
     assert not serialization._referents_are_values()
+
+
+def test_datetimes_bytes_and_decimals_inside_a_value_are_tagged_without_the_walk(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """orjson's default hook tags the four exact leaf types in its one pass; the
+    Python walk is not entered (its first step raises here)."""
+    value = {"items": [{"added": dt.datetime(2025, 6, 1, 9, 30, tzinfo=dt.timezone.utc),
+                        "day": dt.date(2025, 6, 1), "price": Decimal("9.90"),
+                        "thumb": b"\x89PNG", "tags": ["a"]} for _ in range(50)]}
+    walked = encode_value("k", value)
+
+    def no_walk(*args: Any) -> Any:
+        raise AssertionError("the walk ran")
+
+    monkeypatch.setattr(serialization, "_tag", no_walk)
+    fast = encode_value("k", value)
+    assert fast == walked
+    assert len(fast[1]) == 50 and fast[1][0] == b"\x89PNG"
+    assert roundtrip(value) == value
+
+
+@pytest.mark.parametrize("value", [{"t": [("a", 1)]}, {"u": [uuid.UUID(int=5)]},
+                                   [{"$dt": "user data"}], {"n": [float("nan"), None]},
+                                   {"when": [dt.time(9, 30)]}, {"sub": [_IntLike(4)]}])
+def test_what_the_fast_path_leaves_to_the_walk(value: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tuples, UUIDs and enums (which orjson writes natively, untagged), a dict
+    that may need the $map escape, NaN, unsupported types and subclasses."""
+    calls: list[Any] = []
+    real = serialization._tag
+
+    def counted(*args: Any) -> Any:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(serialization, "_tag", counted)
+    with contextlib.suppress(TypeError):  # the walk refuses dt.time, as before
+        encode_value("k", value)
+    assert calls
