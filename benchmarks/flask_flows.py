@@ -49,7 +49,8 @@ from .scenarios import IDLE, Rig, plain, utcnow
 
 SECRET = "benchmark-secret-key"
 COOKIE = "session"
-FLASK_TARGET = 0.9
+#: Issue 18: every Flask flow within 5 % of the plain app making the same SDK calls.
+FLASK_TARGET = 0.95
 _PURPOSE = b"tablesessions/session-cookie/v1"
 _USER = "Alice Example"
 
@@ -268,7 +269,7 @@ def flask_scenarios(rig: Rig, iterations: int, warmup: int) -> list[Comparison]:
     assert cookie.get("/read", headers={"Cookie": f"{COOKIE}={flask_cookie}"}).text == _USER
 
     flows = [
-        ("flask create", "POST", "/create", False, None),
+        ("flask create", "POST", "/create", False, FLASK_TARGET),
         ("flask read-only", "GET", "/read", True, FLASK_TARGET),
         ("flask modify", "POST", "/modify", True, FLASK_TARGET),
     ]
