@@ -5,6 +5,9 @@ so both run operations, retries, deadlines and parallel sub-operations alike."""
 from __future__ import annotations
 
 import contextlib
+import os
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -72,6 +75,14 @@ def connection_string_clients(config: RecordConfig, conn_str: str
     return table, container
 
 
+#: The most threads a face's pool runs at once, across all its callers; each
+#: ``Parallel`` still uses at most its own ``limit`` of them.
+LANE_THREADS = 32
+_POOL_LOCK = threading.Lock()
+#: Set in a pool thread while it runs a lane (a nested Parallel gets its own pool).
+_IN_LANE = threading.local()
+
+
 class SyncFace(RecordFace):
     """Runs core operations: one deadline per request-path operation, tenacity
     around each call, threads for :class:`Parallel` sub-operations."""
@@ -81,13 +92,19 @@ class SyncFace(RecordFace):
         self._table = table
         self._container = container
         self._owned_credential = owned_credential
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None
+        self._busy = 0  # shared-pool threads reserved by running lanes
         self._handlers: dict[type[Any], Callable[..., Any]] = {
             QueryPage: self._query_page, ReadBlob: self._read_blob, ListBlobs: self._list_blobs,
             LeaseBlob: self._lease_blob, CreateStorage: self._create_storage,
         }
 
     def close(self) -> None:
-        """Close the SDK clients (and the credential this object created)."""
+        """Close the SDK clients (and the credential this object created), and
+        stop the threads of parallel sub-operations."""
+        pool, self._pool = self._pool, None
+        if pool is not None and pool[0] == os.getpid():
+            pool[1].shutdown(wait=False, cancel_futures=True)
         self._table.close()
         self._container.close()
         if self._owned_credential is not None:
@@ -143,21 +160,87 @@ class SyncFace(RecordFace):
 
     def _parallel(self, effect: Parallel, policy: RetryPolicy,
                   shared: Deadline | None) -> list[Any]:
-        def one(op: Op[Any]) -> Any:
-            try:
-                return drive(op, lambda e: self._execute(e, policy, shared))
-            except Exception as exc:
-                return exc
+        """Run the sub-operations in at most ``effect.limit`` lanes on the face's
+        own thread pool, kept for the face's life: starting threads per call cost
+        ~3 ms per ``get_many`` here, which a hand-written loop with a pool of its
+        own does not pay. Each lane takes the next sub-operation until none is
+        left. Concurrent callers share the pool's threads while it has free ones;
+        lanes beyond that, and a ``Parallel`` inside a lane (waiting on the shared
+        pool from one of its threads could wait forever), get a pool of their
+        own, as before: no lane waits for a thread while its deadline runs."""
+        ops = effect.ops
+        results: list[Any] = [None] * len(ops)
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for i in range(len(ops)):
+            todo.put(i)
+        stop = threading.Event()
 
-        pool = ThreadPoolExecutor(max_workers=effect.limit, thread_name_prefix="tablesessions")
+        def lane() -> None:
+            _IN_LANE.active = True
+            try:
+                while not stop.is_set():
+                    try:
+                        i = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    try:
+                        results[i] = drive(ops[i], lambda e: self._execute(e, policy, shared))
+                    except Exception as exc:
+                        results[i] = exc
+            finally:
+                _IN_LANE.active = False
+
+        lanes = max(1, min(effect.limit, len(ops)))
+        # A lane must never queue behind other callers' lanes (its caller's
+        # deadline runs meanwhile): lanes the shared pool has no free thread for,
+        # and every lane of a nested Parallel, run on a pool of this call's own.
+        shared_lanes = 0 if getattr(_IN_LANE, "active", False) else self._claim(lanes)
+        own = ThreadPoolExecutor(lanes - shared_lanes, thread_name_prefix="tablesessions") \
+            if shared_lanes < lanes else None
+        futures = [self._lane_pool().submit(lane) for _ in range(shared_lanes)]
+        if own is not None:
+            futures += [own.submit(lane) for _ in range(lanes - shared_lanes)]
         try:
-            results = list(pool.map(one, effect.ops))
+            for future in futures:
+                future.result()
         except BaseException:
-            # Ctrl-C: don't sit out the partitions still in flight.
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Ctrl-C: don't sit out the sub-operations still to start.
+            stop.set()
+            for future in futures:
+                future.cancel()
             raise
-        pool.shutdown()
+        finally:
+            self._release(shared_lanes)
+            if own is not None:
+                own.shutdown(wait=False)
         return results
+
+    def _claim(self, lanes: int) -> int:
+        """Reserve up to ``lanes`` of the shared pool's free threads; how many."""
+        with _POOL_LOCK:
+            granted = min(lanes, LANE_THREADS - self._busy)
+            self._busy += granted
+            return granted
+
+    def _release(self, lanes: int) -> None:
+        if lanes:
+            with _POOL_LOCK:
+                self._busy -= lanes
+
+    def _lane_pool(self) -> ThreadPoolExecutor:
+        # Per process: a pool inherited through fork (a pre-forking server that
+        # built the store before forking) has no threads left in the child.
+        pid = os.getpid()
+        pool = self._pool
+        if pool is None or pool[0] != pid:
+            with _POOL_LOCK:
+                pool = self._pool
+                if pool is None or pool[0] != pid:
+                    # Threads start on demand, up to this many; idle ones are reused.
+                    pool = (pid, ThreadPoolExecutor(LANE_THREADS,
+                                                    thread_name_prefix="tablesessions"))
+                    self._pool = pool
+        return pool[1]
 
     # -- effect handlers: the only place this face touches the SDK ----------------
     def _call(self, e: Effect, **t: Any) -> Any:
