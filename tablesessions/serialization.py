@@ -13,12 +13,16 @@ naming the key, and so do values nested deeper than ``MAX_DEPTH`` levels and
 values that contain themselves (a cycle): the walk counts depth, so neither can
 reach a ``RecursionError``.
 
-Encoding is two steps: a Python walk that tags the non-JSON types and refuses
-what cannot be stored, then one JSON encoder call. The encoder is orjson
-(same compact JSON as the stdlib's, many times faster); the stdlib's writes what
-orjson refuses or would write differently (NaN and infinities, which orjson
-turns into null; ints past 64 bits; lone surrogates). Either way the bytes are
-the same format, read by decode_value (orjson, then a walk of the tags only).
+Encoding is one orjson call when the value allows it (the fast path,
+``_fast``): exact JSON types, plus exact bytes, datetimes, dates and Decimals,
+which orjson hands to a hook that tags them; a check over the value's levels
+(``_kinds``) decides first. Otherwise two steps: a Python walk that tags the
+non-JSON types (tuples, UUIDs, Markup, subclasses...) and refuses what cannot be
+stored, then one JSON encoder call. The encoder is orjson (same compact JSON as
+the stdlib's, many times faster); the stdlib's writes what orjson refuses or
+would write differently (NaN and infinities, which orjson turns into null; ints
+past 64 bits; lone surrogates). Every path writes the same bytes (tests compare
+them), read by decode_value (orjson, then a walk of the tags only).
 """
 
 from __future__ import annotations
