@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -130,6 +130,17 @@ def _entity_for_write(entity: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entity.items() if k != "__etag"}
 
 
+def _modify_step(store: tablesessions.SessionStore,
+                 session: tablesessions.Session) -> Callable[[Stopwatch], None]:
+    """The library's modify+save: one small key changed, then save()."""
+    def lib_modify(watch: Stopwatch) -> None:
+        with watch:
+            session["visits"] = session["visits"] + 1
+            store.save(session)
+
+    return lib_modify
+
+
 def inline_scenarios(rig: Rig, size: int, plan: Plan) -> list[Comparison]:
     """new+save, get, modify+save and refresh of a session of ``size`` JSON bytes."""
     iterations = plan.small if size <= 4 * KIB else plan.large
@@ -187,10 +198,7 @@ def inline_scenarios(rig: Rig, size: int, plan: Plan) -> list[Comparison]:
     entity = _entity_for_write(copy)
     etag = [str(copy["__etag"])]
 
-    def lib_modify(watch: Stopwatch) -> None:
-        with watch:
-            session["visits"] = session["visits"] + 1
-            store.save(session)
+    lib_modify = _modify_step(store, session)
 
     def floor_modify(watch: Stopwatch) -> None:
         with watch:
@@ -316,10 +324,7 @@ def overflow_scenarios(rig: Rig, size: int, plan: Plan, *,
     floor_entity = {**template, "PartitionKey": pk, "RowKey": rk, "BlobName": name}
     floor_etag = [str(rig.table.get_entity(pk, rk).metadata["etag"])]
 
-    def lib_modify(watch: Stopwatch) -> None:
-        with watch:
-            session["visits"] = session["visits"] + 1
-            store.save(session)
+    lib_modify = _modify_step(store, session)
 
     def floor_modify(watch: Stopwatch) -> None:
         # What any overflow store must do to change a session whose payload is a
