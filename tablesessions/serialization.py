@@ -52,12 +52,11 @@ _BIGINT_BITS = 12_000
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True).encode
 _dumps_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True).encode
-_orjson_dumps: Callable[[Any], bytes] | None
-_orjson_dumps_with: Callable[..., bytes]
+_orjson_dumps: Callable[..., bytes] | None
 try:  # the same compact JSON, ~15x faster than the stdlib's encoder (docs/performance.md)
     import orjson
 
-    _orjson_dumps = _orjson_dumps_with = orjson.dumps
+    _orjson_dumps = orjson.dumps
     #: Datetimes and dates go to the hook, not orjson's own format.
     _PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME
 except ImportError:  # pragma: no cover - a core dependency; the stdlib encoder still works
@@ -142,7 +141,7 @@ def _fast(value: Any) -> tuple[bytes, list[bytes]] | None:
             fragment, segments, tags = _orjson_dumps(value), _Segments(), 0
         else:
             hook = _Hook()
-            fragment = _orjson_dumps_with(value, default=hook, option=_PASSTHROUGH)
+            fragment = _orjson_dumps(value, default=hook, option=_PASSTHROUGH)
             segments, tags = hook.segments, hook.tags
     except TypeError:  # orjson.JSONEncodeError: a non-str key, a big int, a lone surrogate
         return None
@@ -206,18 +205,6 @@ class _Unsupported(Exception):
 
 _SUPPORTED = ("(supported: str, int, float, bool, None, list, tuple, dict, datetime, date, "
               "UUID, bytes, Decimal, Markup)")
-
-
-def _plain(value: Any, *, floats: bool = True) -> bool:
-    """True when ``value`` is plain JSON that orjson writes as the walk would:
-    exact str, int, finite float, bool and None, in exact dicts and lists, at most
-    :data:`MAX_DEPTH` deep. False sends it through the walk, which tags it, or
-    refuses it with the path. (Non-str keys, ints past 64 bits and lone
-    surrogates are left to orjson, which refuses them; tag-named keys to a scan
-    of its output.) ``floats=False`` skips the NaN/infinity check, for a caller
-    that checks orjson's output for ``null`` instead.
-    """
-    return _kinds(value, _PLAIN_OR_CONTAINER, floats=floats) is not None
 
 
 def _kinds(value: Any, allowed: frozenset[type], *, floats: bool) -> set[type] | None:

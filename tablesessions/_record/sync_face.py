@@ -78,7 +78,6 @@ def connection_string_clients(config: RecordConfig, conn_str: str
 #: The most threads a face's pool runs at once, across all its callers; each
 #: ``Parallel`` still uses at most its own ``limit`` of them.
 LANE_THREADS = 32
-_POOL_LOCK = threading.Lock()
 #: Set in a pool thread while it runs a lane (a nested Parallel gets its own pool).
 _IN_LANE = threading.local()
 
@@ -94,6 +93,7 @@ class SyncFace(RecordFace):
         self._owned_credential = owned_credential
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
         self._busy = 0  # shared-pool threads reserved by running lanes
+        self._pool_lock = threading.Lock()  # guards _pool and _busy
         self._handlers: dict[type[Any], Callable[..., Any]] = {
             QueryPage: self._query_page, ReadBlob: self._read_blob, ListBlobs: self._list_blobs,
             LeaseBlob: self._lease_blob, CreateStorage: self._create_storage,
@@ -217,14 +217,14 @@ class SyncFace(RecordFace):
 
     def _claim(self, lanes: int) -> int:
         """Reserve up to ``lanes`` of the shared pool's free threads; how many."""
-        with _POOL_LOCK:
+        with self._pool_lock:
             granted = min(lanes, LANE_THREADS - self._busy)
             self._busy += granted
             return granted
 
     def _release(self, lanes: int) -> None:
         if lanes:
-            with _POOL_LOCK:
+            with self._pool_lock:
                 self._busy -= lanes
 
     def _lane_pool(self) -> ThreadPoolExecutor:
@@ -233,7 +233,7 @@ class SyncFace(RecordFace):
         pid = os.getpid()
         pool = self._pool
         if pool is None or pool[0] != pid:
-            with _POOL_LOCK:
+            with self._pool_lock:
                 pool = self._pool
                 if pool is None or pool[0] != pid:
                     # Threads start on demand, up to this many; idle ones are reused.

@@ -297,6 +297,17 @@ async def test_a_gcm_digest_on_a_plaintext_row_is_refused(
         await store.get(session.id)
 
 
+async def _one_overflowed_session(make_store: MakeStore, azurite: AzuriteServer,
+                                  container: str) -> tuple[Any, Any, bytes, str]:
+    """A store, one session saved with a blob-sized value, the value and its blob."""
+    store = await make_store()
+    session = store.new()
+    session["f"] = data = os.urandom(BIG)
+    await store.save(session)
+    [name] = blobs(azurite, container)
+    return store, session, data, name
+
+
 def _only_row(azurite: AzuriteServer, table_name: str) -> dict[str, Any]:
     with TableClient.from_connection_string(azurite.connection_string, table_name) as table:
         [row] = list(table.list_entities())
@@ -305,11 +316,8 @@ def _only_row(azurite: AzuriteServer, table_name: str) -> dict[str, Any]:
 
 async def test_a_plaintext_blob_is_bound_to_its_upload_by_the_etag(
         make_store: MakeStore, azurite: AzuriteServer, storage_names: tuple[str, str]) -> None:
-    store = await make_store()
-    session = store.new()
-    session["f"] = data = os.urandom(BIG)
-    await store.save(session)
-    [name] = blobs(azurite, storage_names[1])
+    store, session, data, name = await _one_overflowed_session(make_store, azurite,
+                                                               storage_names[1])
     with ContainerClient.from_connection_string(azurite.connection_string,
                                                 storage_names[1]) as c:
         etag = c.get_blob_client(name).get_blob_properties().etag
@@ -327,11 +335,8 @@ async def test_a_plaintext_blob_is_bound_to_its_upload_by_the_etag(
 async def test_rows_with_a_sha256_digest_stay_readable(
         make_store: MakeStore, azurite: AzuriteServer, storage_names: tuple[str, str]) -> None:
     """Rows written before ETag pointers carry the blob's SHA-256, checked as before."""
-    store = await make_store()
-    session = store.new()
-    session["f"] = data = os.urandom(BIG)
-    await store.save(session)
-    [name] = blobs(azurite, storage_names[1])
+    store, session, data, name = await _one_overflowed_session(make_store, azurite,
+                                                               storage_names[1])
     with ContainerClient.from_connection_string(azurite.connection_string,
                                                 storage_names[1]) as c:
         blob = c.download_blob(name).readall()

@@ -199,6 +199,12 @@ def test_plain_json_skips_the_walk_with_the_same_bytes(value: Any,
     assert fast == _outcome(value)
 
 
+def _plain(value: Any) -> bool:
+    """Plain JSON to the fast path: exact JSON types only, finite floats, at most
+    MAX_DEPTH deep (what orjson writes exactly as the walk would)."""
+    return serialization._kinds(value, serialization._PLAIN_OR_CONTAINER, floats=True) is not None
+
+
 def _outcome(value: Any) -> tuple[bytes, list[bytes]] | str:
     try:
         return encode_value("k", value)
@@ -219,14 +225,14 @@ def test_what_counts_as_plain_json(value: Any, plain: bool, by_referents: bool,
     # Both ways of collecting a level's values give the answer: gc.get_referents
     # (CPython) and dict.values (the fallback for another interpreter).
     monkeypatch.setattr(serialization, "_REFERENTS_ARE_VALUES", by_referents)
-    assert serialization._plain(value) is plain
+    assert _plain(value) is plain
 
 
 def test_the_plain_check_keeps_the_depth_limit() -> None:
-    assert serialization._plain(_nested_lists(MAX_DEPTH - 1))
-    assert serialization._plain(_nested_dicts(MAX_DEPTH - 1))
-    assert not serialization._plain(_nested_lists(MAX_DEPTH))
-    assert not serialization._plain(_nested_dicts(MAX_DEPTH))
+    assert _plain(_nested_lists(MAX_DEPTH - 1))
+    assert _plain(_nested_dicts(MAX_DEPTH - 1))
+    assert not _plain(_nested_lists(MAX_DEPTH))
+    assert not _plain(_nested_dicts(MAX_DEPTH))
 
 
 class _Attrs:
