@@ -38,12 +38,13 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 
-# Reinstall only when pyproject.toml (dependencies, extras, entry points) changed
+# Reinstall only when pyproject.toml (dependencies, extras, entry points), setup.py
+# or the C check's source (tablesessions/_scan.c, built by the install) changed
 # since the last successful install, the editable install went missing, or this
 # profile needs extras the last install did not have. The stamp holds the hash of
-# pyproject.toml and the extras installed with it.
+# those files and the extras installed with it.
 stamp="$VENV/.tablesessions-bootstrap"
-hash="$(sha256sum <pyproject.toml | cut -d' ' -f1)"
+hash="$(cat pyproject.toml setup.py tablesessions/_scan.c | sha256sum | cut -d' ' -f1)"
 have_hash="" have_extras=""
 if [ -f "$stamp" ]; then
     read -r have_hash have_extras <"$stamp" || true
@@ -70,6 +71,12 @@ if [ "$covered" = no ] || ! "$VENV/bin/python" -m pip show --quiet tablesessions
     fi
     echo "$hash $EXTRAS" >"$stamp"
     step "Python deps installed ($(elapsed) so far)"
+fi
+# The C check is optional (setup.py: a failed build is not an error); say which one runs.
+if "$VENV/bin/python" -c "import tablesessions._scan" >/dev/null 2>&1; then
+    step "the encoder's C check (tablesessions/_scan.c) is built"
+else
+    step "the encoder's C check was not built (no C compiler?): the Python check is used"
 fi
 
 if [ ! -x node_modules/.bin/azurite ]; then
