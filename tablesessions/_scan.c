@@ -12,7 +12,9 @@
  * lists and the leaf types it is given, and calls nothing that can run Python
  * code (no __eq__, no __hash__, no __iter__: PyDict_Next and the list macros
  * read the objects' own arrays), so nothing can change or free an object while
- * the scan holds the GIL. A cycle or very deep nesting stops at max_depth.
+ * the scan holds the GIL. (A free-threaded CPython turns the GIL back on when
+ * it imports a module that, like this one, does not declare Py_MOD_GIL_NOT_USED.)
+ * A cycle or very deep nesting stops at max_depth.
  *
  * The pure-Python check (serialization._kinds) stays the reference: the
  * interpreter or platform without a C compiler uses it, and the tests compare

@@ -15,15 +15,16 @@ reach a ``RecursionError``.
 
 Encoding is one orjson call when the value allows it (the fast path,
 ``_fast``): exact JSON types, plus exact bytes, datetimes, dates and Decimals,
-which orjson hands to a hook that tags them; a check over the value's levels
-(``_kinds``, or the same check in C when the package was built with a compiler:
-``tablesessions/_scan.c``) decides first. Otherwise two steps: a Python walk that tags the
-non-JSON types (tuples, UUIDs, Markup, subclasses...) and refuses what cannot be
-stored, then one JSON encoder call. The encoder is orjson (same compact JSON as
-the stdlib's, many times faster); the stdlib's writes what orjson refuses or
-would write differently (NaN and infinities, which orjson turns into null; ints
-past 64 bits; lone surrogates). Every path writes the same bytes (tests compare
-them), read by decode_value (orjson, then a walk of the tags only).
+which orjson hands to a hook that tags them; a check over the value decides
+first (``tablesessions/_scan.c`` where the package was built with a C compiler,
+else ``_kinds``, the same check in Python). Otherwise two steps: a Python walk
+that tags the non-JSON types (tuples, UUIDs, Markup, subclasses...) and refuses
+what cannot be stored, then one JSON encoder call. The encoder is orjson (same
+compact JSON as the stdlib's, many times faster); the stdlib's writes what
+orjson refuses or would write differently (NaN and infinities, which orjson
+turns into null; ints past 64 bits; lone surrogates). Every path writes the
+same bytes (tests compare them), read by decode_value (orjson, then a walk of
+the tags only).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ _PLAIN_OR_CONTAINER: frozenset[type] = _PLAIN | {float, dict, list}
 #: differently, go through the walk).
 _HOOKED: frozenset[type] = frozenset({bytes, dt.datetime, dt.date, Decimal})
 _FAST = _PLAIN_OR_CONTAINER | _HOOKED
-#: The same types for the C check, most common first (it compares them in order).
+#: ``_FAST`` for the C check, most common first (it compares them in order; a
+#: test keeps the two equal).
 _FAST_ORDER = (str, int, float, dict, list, bool, type(None), bytes, dt.datetime, dt.date, Decimal)
 _scan_kinds: Callable[[Any, tuple[type, ...], int, bool], set[type] | None] | None
 try:  # _kinds in C: a pointer compare per value, ~10x faster (tablesessions/_scan.c)
@@ -128,18 +130,17 @@ def _fast(value: Any) -> tuple[bytes, list[bytes]] | None:
     """orjson's encoding of ``value`` in one call, when it is exactly what the walk
     would write; else None (the walk decides, and may refuse the value).
 
-    That holds for exact str, int, float, bool, None, dict and list, and the
-    exact bytes, datetime, date and Decimal, which orjson hands to a hook that
-    tags them as the walk does (``_Hook``), at most :data:`MAX_DEPTH` deep
-    (:func:`_kinds`, or the same check in C, ``tablesessions/_scan.c``, decides
-    that first). orjson itself refuses non-str keys,
-    ints past 64 bits and lone surrogates. Its output is then checked for what
-    the walk would write differently: a dict whose first key starts with "$" (it
-    may need the ``{"$map"}`` escape: one ``{"$`` more than the hook's tags; inside
-    a JSON string the quote would be escaped), and NaN or an infinity (orjson
-    writes null; where there is a null, the floats are checked, unless the C
-    check already did). The ``$`` search is one memchr; ``null`` costs ~45 us
-    per 64 KiB.
+    That holds for exact str, int, float, bool, None, dict and list, and the exact
+    bytes, datetime, date and Decimal, which orjson hands to a hook that tags them
+    as the walk does (``_Hook``), at most :data:`MAX_DEPTH` deep (the C check, or
+    :func:`_kinds` without it, decides that first). orjson itself refuses non-str
+    keys, ints past 64 bits and lone surrogates. Its output is then checked for
+    what the walk would write differently: a dict whose first key starts with "$"
+    (it may need the ``{"$map"}`` escape: one ``{"$`` more than the hook's tags;
+    inside a JSON string the quote would be escaped), and NaN or an infinity
+    (orjson writes null; where there is a null, the floats are checked, unless the
+    C check already did). The ``$`` search is one memchr; ``null`` costs ~45 us per
+    64 KiB.
     """
     if _orjson_dumps is None:
         return None

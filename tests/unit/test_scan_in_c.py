@@ -35,6 +35,12 @@ def test_the_c_check_is_built_here() -> None:
     assert c_kinds is not None, "tablesessions._scan was not built: is a C compiler installed?"
 
 
+def test_the_c_check_is_given_the_same_types_as_the_python_check() -> None:
+    assert len(set(serialization._FAST_ORDER)) == len(serialization._FAST_ORDER)
+    assert frozenset(serialization._FAST_ORDER) == serialization._FAST
+    assert serialization._FAST_ORDER[0] is str  # the C check's inlined commonest leaf
+
+
 class _Str(str):
     pass
 
