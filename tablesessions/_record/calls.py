@@ -8,13 +8,14 @@ SDK's sync and async APIs, so the faces handle those themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import EdmType, UpdateMode
 
 from .effects import (
     DeleteBatch,
@@ -146,9 +147,29 @@ def _response_hook(responses: list[Any]) -> Callable[[Any], None]:
     return hook
 
 
+_UTC = dt.timezone.utc
+
+
+def _wire(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """The entity as handed to the SDK: a copy, with each UTC ``datetime`` already
+    written as the service's ``Edm.DateTime`` text.
+
+    The SDK would write the same text (``%Y-%m-%dT%H:%M:%S.%fZ``), but through an
+    ``astimezone``, a ``strftime`` and a caught ``AttributeError`` per column:
+    ~18 us for a session row's three datetimes against ~6 us here. Datetimes the
+    SDK itself returned (``TablesEntityDatetime``, kept in preserved columns) and
+    any other zone are left to it.
+    """
+    out = dict(entity)
+    for name, value in out.items():
+        if type(value) is dt.datetime and value.tzinfo is _UTC:
+            out[name] = (value.isoformat(timespec="microseconds")[:-6] + "Z", EdmType.DATETIME)
+    return out
+
+
 def _tx_op(op: TxOp) -> tuple[str, Any, dict[str, Any]]:
     if op.kind == "upsert":
-        return ("upsert", dict(op.entity), {"mode": UpdateMode.REPLACE})
+        return ("upsert", _wire(op.entity), {"mode": UpdateMode.REPLACE})
     keys = {"PartitionKey": op.entity["PartitionKey"], "RowKey": op.entity["RowKey"]}
     return ("delete", keys, {"etag": op.etag, "match_condition": _condition(op.etag)})
 
@@ -160,13 +181,13 @@ def call_for(e: Effect) -> Call | None:
                     {"select": list(e.select) if e.select else None}, _row,
                     ok_if="ResourceNotFoundError")
     if isinstance(e, InsertEntity):
-        return Call("table", "create_entity", (dict(e.entity),), {}, _etag)
+        return Call("table", "create_entity", (_wire(e.entity),), {}, _etag)
     if isinstance(e, UpdateEntity):
-        return Call("table", "update_entity", (dict(e.entity),),
+        return Call("table", "update_entity", (_wire(e.entity),),
                     {"mode": UpdateMode.REPLACE if e.replace else UpdateMode.MERGE,
                      "etag": e.etag, "match_condition": _condition(e.etag)}, _etag)
     if isinstance(e, UpsertEntity):
-        return Call("table", "upsert_entity", (dict(e.entity),), {"mode": UpdateMode.REPLACE},
+        return Call("table", "upsert_entity", (_wire(e.entity),), {"mode": UpdateMode.REPLACE},
                     _etag)
     if isinstance(e, DeleteEntity):
         responses: list[Any] = []
