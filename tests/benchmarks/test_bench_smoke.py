@@ -79,8 +79,8 @@ def test_quick_run_writes_markdown_and_json(quick: tuple[dict[str, Any], Path]) 
     assert [c["scenario"] for c in written["comparisons"]] == SCENARIOS
     for c in written["comparisons"]:
         assert c["library"]["n"] == c["floor"]["n"] > 0
-        # only the informative row has no target: every other is held to one
-        assert (c["target"] is None) == ", floor encodes (" in c["scenario"]
+        # only the informative rows have no target: every other is held to one
+        assert (c["target"] is None) == (", floor encodes (" in c["scenario"])
     assert [c["scenario"] for c in written["latency"]] == LATENCY_SCENARIOS
     for c in written["comparisons"]:
         if c["scenario"].startswith("flask"):  # three ways in one loop
