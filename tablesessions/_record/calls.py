@@ -155,10 +155,10 @@ def _wire(entity: Mapping[str, Any]) -> dict[str, Any]:
     written as the service's ``Edm.DateTime`` text.
 
     The SDK would write the same text (``%Y-%m-%dT%H:%M:%S.%fZ``), but through an
-    ``astimezone``, a ``strftime`` and a caught ``AttributeError`` per column:
-    ~18 us for a session row's three datetimes against ~6 us here. Datetimes the
-    SDK itself returned (``TablesEntityDatetime``, kept in preserved columns) and
-    any other zone are left to it.
+    ``astimezone``, a ``strftime`` and a caught ``AttributeError`` per column (the
+    SDK's serialization of a session row, this copy included: 41.2 -> 36.7 us).
+    Datetimes the SDK itself returned (``TablesEntityDatetime``, kept in preserved
+    columns) and any other zone are left to it.
     """
     out = dict(entity)
     for name, value in out.items():

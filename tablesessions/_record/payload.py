@@ -103,7 +103,7 @@ class EncodedKey:
         return f"<EncodedKey {len(self.fragment)} B, {len(self.segments)} segments>"
 
     def raw_size(self) -> int:
-        return self._raw_len + sum(len(s) for s in self.segments)
+        return self._raw_len + sum(map(len, self.segments)) if self.segments else self._raw_len
 
     def packed(self, threshold: int, level: int) -> tuple[int, bytes]:
         """(flags, stored fragment): zlib when the fragment is large and it pays."""
@@ -140,13 +140,11 @@ def encode_key(key: str, value: Any) -> EncodedKey:
 
 def raw_size(entries: Mapping[str, EncodedKey]) -> int:
     """The uncompressed size of a payload: what ``max_session_bytes`` limits."""
-    # A plain loop, no per-key generator: it runs before every write (~1.4 us for
-    # a session's eight keys against ~4.8 us as a sum over generators).
+    # A plain loop, no per-key generator: it runs before every write (~2 us for a
+    # session's eight keys against ~4.8 us as a sum over generators).
     size = 7
     for key, enc in entries.items():
-        size += len(_key_bytes(key)) + 17 + enc._raw_len
-        if enc.segments:
-            size += 8 * len(enc.segments) + sum(map(len, enc.segments))
+        size += len(_key_bytes(key)) + 17 + 8 * len(enc.segments) + enc.raw_size()
     return size
 
 

@@ -232,3 +232,26 @@ async def test_context_manager_closes() -> None:
 
     with tablesessions.SessionStore.from_connection_string("UseDevelopmentStorage=true") as s:
         assert s.table_name == "sessions"
+
+
+@pytest.mark.parametrize("microsecond", [0, 1, 999_999])
+async def test_stored_datetimes_are_the_sessions_to_the_microsecond(
+        make_store: MakeStore, clock: FakeClock, azurite: AzuriteServer,
+        storage_names: tuple[str, str], microsecond: int) -> None:
+    # The store writes UTC datetimes as Edm.DateTime text itself (calls._wire),
+    # not through the SDK's formatter: what lands must be the same instants.
+    clock.now = clock.now.replace(microsecond=microsecond)
+    store = await make_store()
+    session = store.new()
+    session["k"] = "v"
+    await store.save(session)
+    raw = TableClient.from_connection_string(azurite.connection_string, storage_names[0])
+    try:
+        row = next(iter(raw.list_entities()))
+    finally:
+        raw.close()
+    assert row["CreatedAt"] == session.created_at == clock.now
+    assert row["ExpiresAt"] == session.expires_at
+    assert row["AbsoluteExpiresAt"] == session.absolute_expires_at
+    assert row["ExpiresAt"].tzinfo is not None and row["ExpiresAt"].microsecond == microsecond
+    assert (await store.get(session.id)) == {"k": "v"}  # and it reads back live
