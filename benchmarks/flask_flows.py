@@ -49,7 +49,7 @@ from flask.testing import FlaskClient
 
 import tablesessions
 
-from .harness import Comparison, Samples, Step, Stopwatch
+from .harness import Comparison, Samples, Step, Stopwatch, compare
 from .payloads import KIB, session_data
 from .scenarios import IDLE, Rig, plain, utcnow
 
@@ -161,11 +161,14 @@ def _keys(sid: str) -> tuple[str, str]:
     return f"floor-{rk[0]}", rk
 
 
-def floor_app(table: TableClient, template: dict[str, Any]) -> Flask:
-    """The floor: the same storage calls and cookie work, written by hand."""
+def floor_app(table: TableClient, template: dict[str, Any], *, no_echo: bool = False) -> Flask:
+    """The floor: the same storage calls and cookie work, written by hand; with
+    ``no_echo``, its insert asks the service not to echo the row back, as the
+    library's does (``Prefer: return-no-content``)."""
     app = Flask("bench_floor")
     app.session_interface = _NoSessions()
     cookies = FloorCookies.for_secret(SECRET)
+    create_options = {"response_preference": "return-no-content"} if no_echo else {}
 
     def with_cookie(body: str, sid: str, expires: dt.datetime, now: dt.datetime) -> Response:
         response = Response(body)
@@ -189,7 +192,8 @@ def floor_app(table: TableClient, template: dict[str, Any]) -> Flask:
         now = utcnow()
         expires = now + IDLE
         table.create_entity({**template, "PartitionKey": pk, "RowKey": rk, "ExpiresAt": expires,
-                             "CreatedAt": now, "WriteToken": secrets.token_hex(8)})
+                             "CreatedAt": now, "WriteToken": secrets.token_hex(8)},
+                            **create_options)
         return with_cookie("created", sid, expires, now)
 
     @app.get("/read")
@@ -254,10 +258,13 @@ def _three_way(steps: tuple[Step, Step, Step], iterations: int,
     return out
 
 
-def flask_scenarios(rig: Rig, iterations: int, warmup: int) -> list[Comparison]:
+def flask_scenarios(rig: Rig, iterations: int, warmup: int, *,
+                    no_echo_floor: bool = False) -> list[Comparison]:
     """create, read-only and modify flows: the library app against the floor app
     (a plain Flask app making the same SDK calls), with Flask's own cookie session
-    (no storage) interleaved in the same loop; its figures are in ``extra``."""
+    (no storage) interleaved in the same loop; its figures are in ``extra``. With
+    ``no_echo_floor``, the create flow again against a floor app whose insert asks
+    for no echo, as the library's does (informative, no target)."""
     data = session_data(KIB)
     lib = library_app(rig.store, data).test_client(use_cookies=False)
     seed = rig.store.new()
@@ -291,4 +298,12 @@ def flask_scenarios(rig: Rig, iterations: int, warmup: int) -> list[Comparison]:
                                 "floor app")
         comparison.extra["flask_cookie_session"] = cookie_s.stats().to_dict()
         results.append(comparison)
+    if no_echo_floor:
+        quiet = floor_app(rig.table, template, no_echo=True).test_client(use_cookies=False)
+        results.append(compare("flask create, floor asks for no echo",
+                               _step(lib, "POST", "/create", None),
+                               _step(quiet, "POST", "/create", None), iterations=iterations,
+                               warmup=warmup, target=None,
+                               notes="informative, no target: the floor app's create_entity "
+                                     "with Prefer: return-no-content"))
     return results

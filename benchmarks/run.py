@@ -128,13 +128,14 @@ def run(opts: Options) -> dict[str, Any]:
         with Rig.open(conn) as rig:
             if "inline" in wanted:
                 for size in (KIB, 64 * KIB):
-                    comparisons += inline_scenarios(rig, size, plan)
+                    comparisons += inline_scenarios(rig, size, plan, no_echo_floor=True)
             if "overflow" in wanted:
                 for size in (MIB, 4 * MIB, 5 * MIB, 16 * MIB):
                     comparisons += overflow_scenarios(rig, size, plan)
                 comparisons += overflow_scenarios(rig, 16 * MIB, plan, compressible=True)
             if "flask" in wanted:
-                comparisons += flask_scenarios(rig, plan.small, plan.warmup)
+                comparisons += flask_scenarios(rig, plan.small, plan.warmup,
+                                               no_echo_floor=True)
             if "async" in wanted:
                 async_result = async_benchmark(rig, rounds=1 if opts.quick else 15,
                                                per_task=1 if opts.quick else 3)
