@@ -51,7 +51,7 @@ import tablesessions
 
 from .harness import Comparison, Samples, Step, Stopwatch, compare
 from .payloads import KIB, session_data
-from .scenarios import IDLE, Rig, plain, utcnow
+from .scenarios import IDLE, NO_ECHO, Rig, plain, utcnow
 
 SECRET = "benchmark-secret-key"
 COOKIE = "session"
@@ -168,7 +168,7 @@ def floor_app(table: TableClient, template: dict[str, Any], *, no_echo: bool = F
     app = Flask("bench_floor")
     app.session_interface = _NoSessions()
     cookies = FloorCookies.for_secret(SECRET)
-    create_options = {"response_preference": "return-no-content"} if no_echo else {}
+    create_options = NO_ECHO if no_echo else {}
 
     def with_cookie(body: str, sid: str, expires: dt.datetime, now: dt.datetime) -> Response:
         response = Response(body)
