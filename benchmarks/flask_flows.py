@@ -306,4 +306,18 @@ def flask_scenarios(rig: Rig, iterations: int, warmup: int, *,
                                warmup=warmup, target=None,
                                notes="informative, no target: the floor app's create_entity "
                                      "with Prefer: return-no-content"))
+        # The floor app making the store's very requests: no echo, and the store's
+        # transport (a leaner requests session than the SDK default's, which the
+        # floor above keeps). What is left is the integration's and the store's own work.
+        like_store = floor_app(rig.table_on_store_transport, template,
+                               no_echo=True).test_client(use_cookies=False)
+        like_cookie = _cookie_of(like_store.post("/create"))
+        for name, method, path, existing, _ in flows:
+            results.append(compare(
+                f"{name}, floor on the store's transport and no echo",
+                _step(lib, method, path, lib_cookie if existing else None),
+                _step(like_store, method, path, like_cookie if existing else None),
+                iterations=iterations, warmup=warmup, target=None,
+                notes="informative, no target: the floor app on the store's sync transport, "
+                      "its insert with Prefer: return-no-content"))
     return results

@@ -50,7 +50,11 @@ SCENARIOS = [
       for name in (f"new+save {size}",
                    # informative: against a floor that asks for no echo, as the store does
                    f"new+save {size}, floor asks for no echo",
-                   *(f"{op} {size}" for op in ("get", "modify+save", "refresh")))),
+                   f"get {size}", f"modify+save {size}",
+                   # informative: against floors on the store's own transport
+                   f"get {size}, floor on the store's transport",
+                   f"modify+save {size}, floor on the store's transport",
+                   f"refresh {size}")),
     *(f"overflow {op} {size}" for size in ("1 MiB", "4 MiB", "5 MiB", "16 MiB")
       for op in ("new+save", "get", "modify+save")),
     "overflow new+save 16 MiB JSON",
@@ -60,6 +64,8 @@ SCENARIOS = [
     "overflow get 16 MiB JSON", "overflow modify+save 16 MiB JSON",
     "flask create", "flask read-only", "flask modify",
     "flask create, floor asks for no echo",
+    *(f"flask {flow}, floor on the store's transport and no echo"
+      for flow in ("create", "read-only", "modify")),
 ]
 LATENCY_SCENARIOS = [
     f"{name} @ +{ms} ms" for ms in (2, 10)
