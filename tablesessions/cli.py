@@ -13,11 +13,12 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from . import SessionStore, TableCache, TableSessionsError, __version__, is_valid_session_id
 from ._cli_failures import Target, Waiting, describe
@@ -86,6 +87,55 @@ class _UsageError(Exception):
     """A command's argument is unusable: exit 2."""
 
 
+class _RefusedArguments(Exception):
+    """argparse refused the command line: exit 2 with ``usage`` and ``message``."""
+
+    def __init__(self, prog: str, usage: str, message: str) -> None:
+        super().__init__(message)
+        self.prog, self.usage, self.message = prog, usage, message
+
+
+#: A run of token-like characters this long in an argparse message is not shown.
+#: Every flag, command and choice here is shorter (the longest, --connection-string,
+#: is 19), and a session id (43), an account key (88) or a mangled token is longer.
+_SECRET_LIKE = re.compile(r"[A-Za-z0-9+/=_.~-]{24,}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with two rules of this command's own.
+
+    A session id is never a flag. One id in 64 starts with ``-`` (base64url),
+    which argparse would read as an unknown flag, and one in 4,096 with ``-h``,
+    which it would read as ``-h`` plus more and answer with the help. No flag is
+    43 characters long, so a token shaped like an id is always the argument.
+
+    An error never echoes a value that could be a secret. argparse quotes what it
+    did not understand (``unrecognized arguments: ...``), and that may be a
+    session id typed in the wrong place or a connection string that a missing
+    pair of quotes split apart. ``error`` raises instead of printing, so ``main``
+    can answer ``--json`` with its JSON object like every other failure.
+    """
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        # argparse's own "is this a flag?" step. It is private, but None has meant
+        # "a positional" in every Python this package supports (3.12 changed only
+        # the other return's shape). tests/integration/test_cli.py pins the
+        # behaviour, so a Python that changes it fails there, not in a shell.
+        if is_valid_session_id(arg_string):
+            return None
+        return super()._parse_optional(arg_string)
+
+    def error(self, message: str) -> NoReturn:
+        raise _RefusedArguments(self.prog, self.format_usage(),
+                                _SECRET_LIKE.sub("<not shown>", message))
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """Whether ``--json`` is among the flags (before any ``--``)."""
+    flags = argv[:argv.index("--")] if "--" in argv else argv
+    return "--json" in flags
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -113,7 +163,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _common_flags(*, cache: bool) -> argparse.ArgumentParser:
+def _common_flags(*, cache: bool) -> _Parser:
     """The storage flags; ``cache``: their names stand for the cache's settings."""
     # The global options work before or after the command: SUPPRESS keeps a
     # subparser from overwriting a value given before the command.
@@ -123,7 +173,7 @@ def _common_flags(*, cache: bool) -> argparse.ArgumentParser:
             "sessions table (default: sessions)",
             "overflow container (default: sessions-overflow)",
             "app whose sessions to act on (default: default)")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     g = common.add_argument_group("storage (flags override the environment)")
     g.add_argument("--connection-string", default=argparse.SUPPRESS, metavar="STR",
                    help=f"storage connection string [{ENV_CONNECTION_STRING}]")
@@ -188,7 +238,7 @@ def _cache_parser(sub: Any, top: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     common = _common_flags(cache=False)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tablesessions", parents=[common], epilog=_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Manage tablesessions storage: create it, sweep expired sessions, "
@@ -567,9 +617,18 @@ def _quiet_library_logs() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``tablesessions`` command; return its exit code (see ``--help``)."""
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error already printed
+    except _RefusedArguments as refused:
+        # argparse's own shape on stderr (usage, then "prog: error: ..."), and
+        # with --json the same JSON object as any other failure on stdout.
+        sys.stderr.write(f"{refused.usage}{refused.prog}: error: {refused.message}\n")
+        if _wants_json(argv):
+            sys.stdout.write(json.dumps({"error": refused.message,
+                                         "exit_code": EXIT_USAGE}) + "\n")
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help or --version, already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     out = _Output(bool(getattr(args, "json", False)), sys.stdout, sys.stderr)
     timeout: float = getattr(args, "timeout", None) or DEFAULT_TIMEOUT

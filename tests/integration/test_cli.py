@@ -194,6 +194,70 @@ def test_inspect_of_a_bad_or_unknown_id_never_echoes_it(
     assert unknown.json()["exit_code"] == cli.EXIT_INCOMPLETE
 
 
+def live_session_starting_with(env: dict[str, str], prefix: str) -> str:
+    """Save a live session whose id starts with ``prefix``; return the id."""
+    with store_at(env) as store:
+        store.create_storage()
+        session = store.new()
+        while not session.id.startswith(prefix):  # ids are local until saved
+            session = store.new()
+        session["secret"] = SECRET
+        store.save(session)
+        return session.id
+
+
+def test_an_id_that_starts_with_a_dash_is_the_id_not_a_flag(
+        env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    # One id in 64 starts with "-", one in 4,096 with "-h": argparse alone reads
+    # the first as an unknown flag and the second as --help.
+    for dash_id in (live_session_starting_with(env, "-"),
+                    live_session_starting_with(env, "-h")):
+        prefix = hashlib.sha256(dash_id.encode()).hexdigest()[:12]
+        for argv in (["inspect", dash_id], ["inspect", dash_id, "--show-data"],
+                     ["--json", "inspect", "--show-data", dash_id]):
+            shown = run(capsys, *argv)
+            assert shown.code == cli.EXIT_OK, shown.err
+            assert prefix in shown.out and dash_id not in shown.out + shown.err
+        assert run(capsys, "--json", "inspect", dash_id).json()["row_key_prefix"] == prefix
+    unknown = "-h" + tablesessions.new_session_id()[2:]
+    assert tablesessions.is_valid_session_id(unknown)
+    missing = run(capsys, "inspect", unknown)
+    assert missing.code == cli.EXIT_INCOMPLETE and "usage:" not in missing.out
+    assert unknown not in missing.out + missing.err
+
+
+def test_argument_errors_never_echo_a_secret_and_answer_json(
+        env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    session_id = tablesessions.new_session_id()
+    account_key = env[ENV_CONNECTION_STRING].split("AccountKey=")[1].split(";")[0]
+    refused = {
+        # an id typed twice, or in the wrong place: argparse quotes the extra one
+        "unrecognized": ["inspect", session_id, session_id[::-1]],
+        "choice": [session_id, "stats"],
+        # a connection string that lost its quotes, split at a space
+        "split": ["--connection-string", "DefaultEndpointsProtocol=http;AccountName=x",
+                  f"AccountKey={account_key}", "stats"],
+        "type": ["--timeout", session_id, "stats"],
+    }
+    for name, argv in refused.items():
+        result = run(capsys, *argv)
+        assert result.code == cli.EXIT_USAGE, name
+        assert "error:" in result.err and "<not shown>" in result.err, name
+        for secret in (session_id, session_id[::-1], account_key):
+            assert secret not in result.out + result.err, name
+    # With --json every refused command line is one JSON object on stdout too.
+    for argv in (["--json", "frobnicate"], ["stats", "--json", "--bogus"],
+                 ["--json", "inspect"], ["sweep", "--time-budget", "-1", "--json"],
+                 ["--json", "cache", "get", "k"]):
+        result = run(capsys, *argv)
+        document = result.json()
+        assert result.code == document["exit_code"] == cli.EXIT_USAGE, argv
+        assert document["error"] in result.err and "usage:" in result.err
+    # After "--" nothing is a flag, --json included.
+    plain = run(capsys, "inspect", "--", "--json")
+    assert plain.code == cli.EXIT_USAGE and plain.out == ""
+
+
 def test_configuration_errors_exit_2_without_a_traceback(
         env: dict[str, str], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
