@@ -321,8 +321,8 @@ class _Output:
         else:
             self.stdout.write("\n".join(lines) + "\n")
 
-    def fail(self, code: int, message: str) -> int:
-        self.stderr.write(f"tablesessions: {message}\n")
+    def fail(self, code: int, message: str, *, prefix: str = "tablesessions") -> int:
+        self.stderr.write(f"{prefix}: {message}\n")
         if self.as_json:
             self.stdout.write(json.dumps({"error": message, "exit_code": code}) + "\n")
         return code
@@ -623,11 +623,9 @@ def main(argv: list[str] | None = None) -> int:
     except _RefusedArguments as refused:
         # argparse's own shape on stderr (usage, then "prog: error: ..."), and
         # with --json the same JSON object as any other failure on stdout.
-        sys.stderr.write(f"{refused.usage}{refused.prog}: error: {refused.message}\n")
-        if _wants_json(argv):
-            sys.stdout.write(json.dumps({"error": refused.message,
-                                         "exit_code": EXIT_USAGE}) + "\n")
-        return EXIT_USAGE
+        sys.stderr.write(refused.usage)
+        return _Output(_wants_json(argv), sys.stdout, sys.stderr).fail(
+            EXIT_USAGE, refused.message, prefix=f"{refused.prog}: error")
     except SystemExit as exc:  # --help or --version, already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     out = _Output(bool(getattr(args, "json", False)), sys.stdout, sys.stderr)
