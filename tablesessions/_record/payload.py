@@ -8,8 +8,9 @@ Layout v1::
     then per key, in the same order: fragment bytes, then its segments
 
 Everything is big-endian. Flag bit 0 marks a zlib-compressed fragment: any zlib
-stream (ISA-L's deflate writes it at levels 1 to 3, the stdlib's otherwise; the
-stdlib's inflates it). The header lets a reader slice each key without parsing
+stream (ISA-L's deflate writes it at levels 1 to 3, the stdlib's otherwise, a
+large fragment in pieces on several cores: ``deflate.py``; the stdlib's
+inflates it). The header lets a reader slice each key without parsing
 the others, and carries each fragment's inflated length, so the size limit is
 checked before anything is inflated and a compressed fragment is only inflated
 when its key is read.
@@ -25,10 +26,11 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..serialization import decode_value, encode_value
+from .deflate import compress
 from .limits import MAX_PROPERTY_BYTES
 
 #: A byte segment: ``bytes`` when encoded here, a view into the payload when loaded.
@@ -45,25 +47,6 @@ DEFAULT_COMPRESS_THRESHOLD = 1024
 # the 0.9 a sample would have refused, so a sample never saved a pass and cost
 # ~12 us on every large first save (docs/performance.md).
 _ZLIB = 1
-
-_isal_compress: Callable[[bytes, int], bytes] | None
-try:  # the same zlib format, ~4x faster at level 1 (docs/performance.md)
-    from isal import isal_zlib
-
-    _isal_compress = isal_zlib.compress
-except ImportError:  # pragma: no cover - a core dependency; the stdlib's zlib still works
-    _isal_compress = None
-
-
-def _compress(data: bytes, level: int) -> bytes:
-    """A zlib stream of ``data``. Levels 1 to 3 (1 is the default) use ISA-L's
-    deflate, whose zlib streams every inflater reads (the stdlib's ``zlib`` too,
-    so rows stay readable by instances without it and the codec id is unchanged);
-    ISA-L has no levels past 3 and its level 0 still compresses, so the others
-    use the stdlib's."""
-    if _isal_compress is not None and 1 <= level <= 3:
-        return _isal_compress(data, level)
-    return zlib.compress(data, level)
 
 
 class EncodedKey:
@@ -115,7 +98,7 @@ class EncodedKey:
 def _pack(fragment: bytes, threshold: int, level: int) -> tuple[int, bytes]:
     if len(fragment) < threshold:
         return 0, fragment
-    packed = _compress(fragment, level)
+    packed = compress(fragment, level)
     return (_ZLIB, packed) if len(packed) < len(fragment) else (0, fragment)
 
 
