@@ -20,17 +20,22 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+#: Threads whose CPU a step's stopwatch counts besides its own: the library's
+#: (``tablesessions...``: the Parallel lanes and the deflate helpers) and the
+#: floors' pools (``floor...``, benchmarks/cache.py), so both sides of a
+#: comparison count the same kind of work. The loopback proxy's threads are not.
+WORKER_PREFIXES = ("tablesessions", "floor")
 
-def library_threads_cpu_ns() -> dict[int, int]:
-    """CPU time so far of each of the library's own threads (named
-    ``tablesessions...``: the parallel-read lanes and the deflate helpers), by
-    thread id. Empty where the platform has no per-thread CPU clocks."""
+
+def worker_threads_cpu_ns() -> dict[int, int]:
+    """CPU time so far of each worker thread (``WORKER_PREFIXES``), by thread id.
+    Empty where the platform has no per-thread CPU clocks."""
     out: dict[int, int] = {}
     clock_of = getattr(time, "pthread_getcpuclockid", None)
     if clock_of is None:  # pragma: no cover - Windows
         return out
     for thread in threading.enumerate():
-        if thread.ident is not None and thread.name.startswith("tablesessions"):
+        if thread.ident is not None and thread.name.startswith(WORKER_PREFIXES):
             with contextlib.suppress(OSError):  # it ended in between
                 out[thread.ident] = time.clock_gettime_ns(clock_of(thread.ident))
     return out
@@ -45,14 +50,14 @@ class Stopwatch:
         self._start = self._cpu = 0
         self._helpers: dict[int, int] = {}
         self.elapsed_ns: int | None = None
-        #: CPU time in the block of this thread and of the library's own helper
-        #: threads (a large fragment is deflated on several cores): the client's
-        #: own work, which other processes on a busy machine do not inflate the
-        #: way they do wall time. Read outside the timed window.
+        #: CPU time in the block of this thread and of the worker threads (a large
+        #: fragment is deflated on several cores; get_many runs lanes): the
+        #: client's own work, which other processes on a busy machine do not
+        #: inflate the way they do wall time. Read outside the timed window.
         self.cpu_ns = 0
 
     def __enter__(self) -> Stopwatch:
-        self._helpers = library_threads_cpu_ns()
+        self._helpers = worker_threads_cpu_ns()
         self._cpu = time.thread_time_ns()
         self._start = time.perf_counter_ns()
         return self
@@ -62,7 +67,7 @@ class Stopwatch:
         self.elapsed_ns = time.perf_counter_ns() - self._start
         own = time.thread_time_ns() - self._cpu
         helpers = sum(now - self._helpers.get(ident, 0)
-                      for ident, now in library_threads_cpu_ns().items())
+                      for ident, now in worker_threads_cpu_ns().items())
         self.cpu_ns = own + helpers
 
 
