@@ -26,6 +26,7 @@ from azure.storage.blob import ContainerClient
 from isal import isal_zlib
 
 import tablesessions
+from tablesessions._record import deflate
 from tablesessions._record.clients import sync_transport
 from tablesessions.testing import unique_name
 
@@ -343,6 +344,25 @@ def _encoding_floor_rows(rig: Rig, label: str, data: dict[str, Any], template: d
     return rows
 
 
+def _one_core_row(label: str, lib_new: Callable[[Stopwatch], None], iterations: int,
+                  warmup: int) -> Comparison:
+    """The library's JSON first save against itself deflating on one core (its
+    helper threads off): what deflating a large fragment in pieces saves.
+    Informative: both sides are the library."""
+    def one_core_new(watch: Stopwatch) -> None:
+        real = deflate._helper_count
+        deflate._helper_count = lambda: 0
+        try:
+            lib_new(watch)
+        finally:
+            deflate._helper_count = real
+
+    return compare(f"overflow new+save {label}, floor is the library deflating on one core",
+                   lib_new, one_core_new, iterations=iterations, warmup=warmup, target=None,
+                   notes="informative, no target: both sides are the library; the floor "
+                         "has its deflate helper threads off (tablesessions/_record/deflate.py)")
+
+
 def overflow_scenarios(rig: Rig, size: int, plan: Plan, *,
                        compressible: bool = False) -> list[Comparison]:
     """new+save, get and modify+save of a session overflowed to a blob: ``size``
@@ -398,6 +418,7 @@ def overflow_scenarios(rig: Rig, size: int, plan: Plan, *,
     if compressible:
         results += _encoding_floor_rows(rig, label, data, template, lib_new, iterations,
                                         min(plan.warmup, 3))
+        results.append(_one_core_row(label, lib_new, iterations, min(plan.warmup, 3)))
 
     # -- get -------------------------------------------------------------------------
     pk, rk, name = floor_write()

@@ -12,7 +12,7 @@ dictionary that restarts every 512 KiB: +0.02 % on the 16 MiB benchmark cart).
 Why threads help: both ISA-L's and the stdlib's compressor objects release the
 GIL while they deflate (ISA-L's one-shot ``compress`` does not, so it is not
 used for pieces). On the 2-core benchmark VM a 16 MiB JSON fragment takes
-~13 ms this way against ~21 ms on one core (docs/performance.md).
+~10-13 ms this way against ~18-21 ms on one core (docs/performance.md).
 
 Who waits for whom: the calling thread deflates pieces itself and helper
 threads take pieces from the same counter, so a call never queues behind
@@ -32,9 +32,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
-#: Fragments from this size are deflated in pieces on several cores; below it
-#: handing pieces to another thread costs about what it saves (docs/performance.md).
-PARALLEL_FROM = 2 * 1024 * 1024
+#: Fragments from this size (two pieces or more) are deflated in pieces on
+#: several cores: 1.4-1.7x faster from 1 MiB on two cores, measured with
+#: ``python -m benchmarks.bench_deflate`` (docs/performance.md).
+PARALLEL_FROM = 1024 * 1024
 #: Bytes per piece: small enough that two cores share the work evenly, large
 #: enough that the per-piece flush and restarted dictionary cost next to nothing.
 PIECE = 512 * 1024

@@ -61,6 +61,8 @@ SCENARIOS = [
     # informative: the same save against bare-SDK apps that encode the dict too
     "overflow new+save 16 MiB JSON, floor encodes (stdlib json + zlib)",
     "overflow new+save 16 MiB JSON, floor encodes (orjson + ISA-L)",
+    # informative: the library against itself deflating on one core
+    "overflow new+save 16 MiB JSON, floor is the library deflating on one core",
     "overflow get 16 MiB JSON", "overflow modify+save 16 MiB JSON",
     "flask create", "flask read-only", "flask modify",
     "flask create, floor asks for no echo",
