@@ -106,12 +106,13 @@ def compress_in_pieces(data: bytes, level: int, helpers: int, piece: int = PIECE
     count = -(-len(data) // piece)
     streams: list[bytes] = [b""] * count
     sums: list[int] = [1] * count  # Adler-32 of each piece (1 is that of no bytes)
-    claim = itertools.count()  # next() is atomic: each piece goes to one thread
+    claim, claim_lock = itertools.count(), threading.Lock()  # each piece to one thread
     stop = threading.Event()
 
     def work() -> None:
         while not stop.is_set():
-            i = next(claim)
+            with claim_lock:  # next() alone is atomic under the GIL, not without one
+                i = next(claim)
             if i >= count:
                 return
             chunk = view[i * piece:(i + 1) * piece]
