@@ -79,13 +79,16 @@ def test_compress_takes_the_pieces_path_from_its_threshold(monkeypatch: pytest.M
     assert deflate.compress(large, 1) == deflate._compress_whole(large, 1)
 
 
-def _recording(monkeypatch: pytest.MonkeyPatch, delay: float,
+def _recording(monkeypatch: pytest.MonkeyPatch, wait_for_helper: bool = False,
                helpers_fail: bool = False) -> list[int]:
-    """Make every piece record its thread (and take ``delay`` s); with
-    ``helpers_fail``, a piece a helper thread deflates raises MemoryError."""
+    """Make every piece record the thread that deflates it. With
+    ``wait_for_helper``, the caller's pieces wait (up to 10 s) until a helper
+    thread has started one, so the test does not depend on how fast the helper
+    is scheduled; with ``helpers_fail``, a helper's piece raises MemoryError."""
     seen: list[int] = []
     real = deflate._raw_compressor
     caller = threading.get_ident()
+    helper_started = threading.Event()
 
     class Recording:
         def __init__(self, level: int) -> None:
@@ -93,9 +96,13 @@ def _recording(monkeypatch: pytest.MonkeyPatch, delay: float,
 
         def compress(self, data: Any) -> bytes:
             seen.append(threading.get_ident())
-            if helpers_fail and threading.get_ident() != caller:
-                raise MemoryError("no memory for this piece")
-            time.sleep(delay)
+            if threading.get_ident() == caller:
+                if wait_for_helper:
+                    assert helper_started.wait(10), "no helper thread took a piece"
+            else:
+                helper_started.set()
+                if helpers_fail:
+                    raise MemoryError("no memory for this piece")
             return self._inner.compress(data)
 
         def flush(self, mode: int = zlib.Z_FINISH) -> bytes:
@@ -106,7 +113,7 @@ def _recording(monkeypatch: pytest.MonkeyPatch, delay: float,
 
 
 def test_helpers_share_the_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = _recording(monkeypatch, delay=0.02)
+    seen = _recording(monkeypatch, wait_for_helper=True)
     data = _json_text(8 * 64 * KIB)
     stream = deflate.compress_in_pieces(data, 1, helpers=1, piece=64 * KIB)
     assert zlib.decompress(stream) == data
@@ -122,7 +129,7 @@ def test_a_busy_pool_never_holds_the_caller(monkeypatch: pytest.MonkeyPatch) -> 
     pool = deflate._pool()
     blockers = [pool.submit(release.wait, 30) for _ in range(deflate.MAX_HELPERS)]
     try:
-        seen = _recording(monkeypatch, delay=0)
+        seen = _recording(monkeypatch)
         data = _json_text(6 * 64 * KIB)
         started = time.monotonic()
         stream = deflate.compress_in_pieces(data, 1, helpers=deflate.MAX_HELPERS,
@@ -143,14 +150,14 @@ def test_with_no_pool_to_take_work_the_caller_deflates_alone(
     closed = ThreadPoolExecutor(1)
     closed.shutdown()
     monkeypatch.setattr(deflate, "_pool", lambda: closed)
-    seen = _recording(monkeypatch, delay=0)
+    seen = _recording(monkeypatch)
     data = _json_text(4 * 64 * KIB)
     assert zlib.decompress(deflate.compress_in_pieces(data, 1, 2, 64 * KIB)) == data
     assert set(seen) == {threading.get_ident()} and len(seen) == 4
 
 
 def test_a_helpers_error_is_the_callers(monkeypatch: pytest.MonkeyPatch) -> None:
-    _recording(monkeypatch, delay=0.02, helpers_fail=True)
+    _recording(monkeypatch, wait_for_helper=True, helpers_fail=True)
     data = _json_text(8 * 64 * KIB)
     with pytest.raises(MemoryError, match="no memory for this piece"):
         deflate.compress_in_pieces(data, 1, helpers=1, piece=64 * KIB)
