@@ -18,8 +18,8 @@ Who waits for whom: the calling thread deflates pieces itself and helper
 threads take pieces from the same counter, so a call never queues behind
 another caller's work; a helper that starts after the last piece was taken
 finds nothing to do, and the caller only waits for pieces a helper is
-actually deflating. The helpers live in one pool per process (a pool
-inherited through ``fork`` has no threads in the child).
+actually deflating. The helpers live in one pool per process
+(``per_process.py``: a pool inherited through ``fork`` has no threads).
 """
 
 from __future__ import annotations
@@ -29,13 +29,17 @@ import os
 import threading
 import zlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from types import ModuleType
 from typing import Any, Protocol
 
-#: Fragments from this size (two pieces or more) are deflated in pieces on
-#: several cores: 1.4-1.7x faster from 1 MiB on two cores, measured with
-#: ``python -m benchmarks.bench_deflate`` (docs/performance.md).
-PARALLEL_FROM = 1024 * 1024
+from .per_process import PerProcessPool
+
+#: Fragments from this size are deflated in pieces on several cores. On two
+#: cores 1 MiB gained 1.2-1.8x in most runs of ``python -m benchmarks.bench_deflate``
+#: but lost 0.78-0.86x in three, when the second core was slow to come; from
+#: 2 MiB the gain outweighs that (docs/performance.md).
+PARALLEL_FROM = 2 * 1024 * 1024
 #: Bytes per piece: small enough that two cores share the work evenly, large
 #: enough that the per-piece flush and restarted dictionary cost next to nothing.
 PIECE = 512 * 1024
@@ -50,32 +54,27 @@ class _Compressor(Protocol):
     def flush(self, mode: int = ..., /) -> bytes: ...
 
 
-_one_shot: Callable[[bytes, int], bytes] | None
-_raw_isal: Callable[[int], _Compressor] | None
-_adler32: Callable[[Any, int], int]
+_isal: ModuleType | None
 try:  # the same zlib format, ~4x faster at level 1 (docs/performance.md)
-    from isal import isal_zlib
-
-    _one_shot = isal_zlib.compress
-    _adler32 = isal_zlib.adler32  # ~5x the stdlib's
-
-    def _raw_isal(level: int) -> _Compressor:
-        return isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15)
+    from isal import isal_zlib as _isal
 except ImportError:  # pragma: no cover - a core dependency; the stdlib's zlib still works
-    _one_shot = _raw_isal = None
-    _adler32 = zlib.adler32
+    _isal = None
+
+#: The Adler-32 of the pieces: ISA-L's is ~5x the stdlib's.
+_adler32: Callable[[Any, int], int] = _isal.adler32 if _isal is not None else zlib.adler32
 
 
-def _uses_isal(level: int) -> bool:
-    # ISA-L has no levels past 3 and its level 0 still compresses.
-    return _one_shot is not None and 1 <= level <= 3
+def _deflater(level: int) -> Any:
+    """ISA-L's ``isal_zlib`` at levels 1 to 3, else the stdlib's ``zlib`` (ISA-L
+    has no levels past 3, and its level 0 still compresses)."""
+    return _isal if _isal is not None and 1 <= level <= 3 else zlib
 
 
 def _raw_compressor(level: int) -> _Compressor:
     """A raw-deflate compressor (no zlib header or trailer) at ``level``."""
-    if _raw_isal is not None and _uses_isal(level):
-        return _raw_isal(level)
-    return zlib.compressobj(level, zlib.DEFLATED, -15)
+    lib = _deflater(level)
+    compressor: _Compressor = lib.compressobj(level, lib.DEFLATED, -15)
+    return compressor
 
 
 def compress(data: bytes, level: int) -> bytes:
@@ -92,9 +91,8 @@ def compress(data: bytes, level: int) -> bytes:
 
 
 def _compress_whole(data: bytes, level: int) -> bytes:
-    if _one_shot is not None and _uses_isal(level):
-        return _one_shot(data, level)
-    return zlib.compress(data, level)
+    compressed: bytes = _deflater(level).compress(data, level)
+    return compressed
 
 
 def compress_in_pieces(data: bytes, level: int, helpers: int, piece: int = PIECE) -> bytes:
@@ -124,7 +122,7 @@ def compress_in_pieces(data: bytes, level: int, helpers: int, piece: int = PIECE
 
     futures: list[Future[None]] = []
     try:
-        pool = _pool()
+        pool = _POOL.get()
         for _ in range(min(helpers, count - 1)):
             futures.append(pool.submit(work))
     except RuntimeError:  # the interpreter is shutting down: no new threads, deflate alone
@@ -170,8 +168,7 @@ def _zlib_header(level: int) -> bytes:
     return bytes((cmf, flg))
 
 
-_pool_lock = threading.Lock()
-_pool_for: tuple[int, ThreadPoolExecutor] | None = None
+_POOL = PerProcessPool(MAX_HELPERS, "tablesessions-deflate")
 
 
 def _helper_count() -> int:
@@ -180,18 +177,3 @@ def _helper_count() -> int:
     except AttributeError:  # pragma: no cover - macOS and Windows have no affinity call
         cores = os.cpu_count() or 1
     return max(0, min(MAX_HELPERS, cores - 1))
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _pool_for
-    pid = os.getpid()
-    pool = _pool_for
-    if pool is None or pool[0] != pid:
-        with _pool_lock:
-            pool = _pool_for
-            if pool is None or pool[0] != pid:
-                # Threads start on demand, up to this many; idle ones are reused.
-                pool = (pid, ThreadPoolExecutor(MAX_HELPERS,
-                                                thread_name_prefix="tablesessions-deflate"))
-                _pool_for = pool
-    return pool[1]

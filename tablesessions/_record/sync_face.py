@@ -5,7 +5,6 @@ so both run operations, retries, deadlines and parallel sub-operations alike."""
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 import time
@@ -41,6 +40,7 @@ from .effects import (
 )
 from .face import RecordFace, create_storage_op
 from .failure import storage_not_found
+from .per_process import PerProcessPool
 
 T = TypeVar("T")
 F = TypeVar("F", bound="SyncFace")
@@ -91,9 +91,9 @@ class SyncFace(RecordFace):
         self._table = table
         self._container = container
         self._owned_credential = owned_credential
-        self._pool: tuple[int, ThreadPoolExecutor] | None = None
+        self._lanes = PerProcessPool(LANE_THREADS, "tablesessions")
         self._busy = 0  # shared-pool threads reserved by running lanes
-        self._pool_lock = threading.Lock()  # guards _pool and _busy
+        self._pool_lock = threading.Lock()  # guards _busy
         self._handlers: dict[type[Any], Callable[..., Any]] = {
             QueryPage: self._query_page, ReadBlob: self._read_blob, ListBlobs: self._list_blobs,
             LeaseBlob: self._lease_blob, CreateStorage: self._create_storage,
@@ -102,9 +102,7 @@ class SyncFace(RecordFace):
     def close(self) -> None:
         """Close the SDK clients (and the credential this object created), and
         stop the threads of parallel sub-operations."""
-        pool, self._pool = self._pool, None
-        if pool is not None and pool[0] == os.getpid():
-            pool[1].shutdown(wait=False, cancel_futures=True)
+        self._lanes.shutdown()
         self._table.close()
         self._container.close()
         if self._owned_credential is not None:
@@ -197,7 +195,7 @@ class SyncFace(RecordFace):
         shared_lanes = 0 if getattr(_IN_LANE, "active", False) else self._claim(lanes)
         own = ThreadPoolExecutor(lanes - shared_lanes, thread_name_prefix="tablesessions") \
             if shared_lanes < lanes else None
-        futures = [self._lane_pool().submit(lane) for _ in range(shared_lanes)]
+        futures = [self._lanes.get().submit(lane) for _ in range(shared_lanes)]
         if own is not None:
             futures += [own.submit(lane) for _ in range(lanes - shared_lanes)]
         try:
@@ -226,21 +224,6 @@ class SyncFace(RecordFace):
         if lanes:
             with self._pool_lock:
                 self._busy -= lanes
-
-    def _lane_pool(self) -> ThreadPoolExecutor:
-        # Per process: a pool inherited through fork (a pre-forking server that
-        # built the store before forking) has no threads left in the child.
-        pid = os.getpid()
-        pool = self._pool
-        if pool is None or pool[0] != pid:
-            with self._pool_lock:
-                pool = self._pool
-                if pool is None or pool[0] != pid:
-                    # Threads start on demand, up to this many; idle ones are reused.
-                    pool = (pid, ThreadPoolExecutor(LANE_THREADS,
-                                                    thread_name_prefix="tablesessions"))
-                    self._pool = pool
-        return pool[1]
 
     # -- effect handlers: the only place this face touches the SDK ----------------
     def _call(self, e: Effect, **t: Any) -> Any:

@@ -38,8 +38,9 @@ def cache(azurite: AzuriteServer, storage_names: tuple[str, str]) -> Iterator[Ta
 
 def _pool_threads(cache: TableCache) -> set[threading.Thread]:
     """The threads of the cache's own pool (the fixture's set_many started them)."""
-    assert cache._pool is not None
-    return set(cache._pool[1]._threads)
+    pool = cache._lanes.current()
+    assert pool is not None
+    return set(pool._threads)
 
 
 def test_repeated_get_many_reuses_the_pools_threads(cache: TableCache) -> None:

@@ -126,7 +126,7 @@ def test_a_busy_pool_never_holds_the_caller(monkeypatch: pytest.MonkeyPatch) -> 
     """Every helper thread is stuck on other work: the caller deflates every
     piece itself and returns, instead of waiting for a thread to come free."""
     release = threading.Event()
-    pool = deflate._pool()
+    pool = deflate._POOL.get()
     blockers = [pool.submit(release.wait, 30) for _ in range(deflate.MAX_HELPERS)]
     try:
         seen = _recording(monkeypatch)
@@ -149,7 +149,7 @@ def test_with_no_pool_to_take_work_the_caller_deflates_alone(
     from an atexit hook still gets its stream."""
     closed = ThreadPoolExecutor(1)
     closed.shutdown()
-    monkeypatch.setattr(deflate, "_pool", lambda: closed)
+    monkeypatch.setattr(deflate._POOL, "get", lambda: closed)
     seen = _recording(monkeypatch)
     data = _json_text(4 * 64 * KIB)
     assert zlib.decompress(deflate.compress_in_pieces(data, 1, 2, 64 * KIB)) == data
@@ -166,13 +166,13 @@ def test_a_helpers_error_is_the_callers(monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_a_forked_child_gets_a_pool_of_its_own() -> None:
     data = _json_text(8 * 64 * KIB)
-    parent_pool = deflate._pool()
+    parent_pool = deflate._POOL.get()
     assert zlib.decompress(deflate.compress_in_pieces(data, 1, 1, 64 * KIB)) == data
     pid = os.fork()
     if pid == 0:  # the child: the inherited pool has no threads
         code = 1
         try:
-            fresh = deflate._pool() is not parent_pool
+            fresh = deflate._POOL.get() is not parent_pool
             ok = zlib.decompress(deflate.compress_in_pieces(data, 1, 1, 64 * KIB)) == data
             code = 0 if fresh and ok else 2
         finally:
