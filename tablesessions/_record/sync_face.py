@@ -93,7 +93,7 @@ class SyncFace(RecordFace):
         self._owned_credential = owned_credential
         self._lanes = PerProcessPool(LANE_THREADS, "tablesessions")
         self._busy = 0  # shared-pool threads reserved by running lanes
-        self._pool_lock = threading.Lock()  # guards _busy
+        self._busy_lock = threading.Lock()
         self._handlers: dict[type[Any], Callable[..., Any]] = {
             QueryPage: self._query_page, ReadBlob: self._read_blob, ListBlobs: self._list_blobs,
             LeaseBlob: self._lease_blob, CreateStorage: self._create_storage,
@@ -215,14 +215,14 @@ class SyncFace(RecordFace):
 
     def _claim(self, lanes: int) -> int:
         """Reserve up to ``lanes`` of the shared pool's free threads; how many."""
-        with self._pool_lock:
+        with self._busy_lock:
             granted = min(lanes, LANE_THREADS - self._busy)
             self._busy += granted
             return granted
 
     def _release(self, lanes: int) -> None:
         if lanes:
-            with self._pool_lock:
+            with self._busy_lock:
                 self._busy -= lanes
 
     # -- effect handlers: the only place this face touches the SDK ----------------
